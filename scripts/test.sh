@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# scripts/test.sh - README command two: set up, build and run every test.
+#   1. installs missing Debian packages (as root), 2. configures and builds the default preset,
+#   3. runs ctest, 4. installs lmembed into a temporary prefix and builds/runs the consumer,
+#   5. builds the asan preset and runs the unit tests under ASan/UBSan, 6. runs each fuzzer.
+# Environment: JOBS (parallel build jobs), FUZZ_SECONDS (default 60; 0 skips fuzzing).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$LMEMBED_ROOT"
+start=$(date +%s)
+ensure_packages "${BUILD_PACKAGES[@]}" "${REFERENCE_PACKAGES[@]}"
+
+log "configure + build (preset default)"
+cmake --preset default -DLMEMBED_MPI=ON >/dev/null
+cmake --build --preset default -j "$JOBS"
+
+log "ctest (preset default)"
+ctest --preset default -j "$JOBS" --timeout 900 2>&1 | tee build/ctest.log | grep -E "tests passed|tests failed|Failed|\*\*\*" || true
+grep -q "100% tests passed" build/ctest.log || { log "ctest failed"; exit 1; }
+
+log "install into a temporary prefix and build the consumer against it"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build --prefix "$prefix" >/dev/null
+cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build build/consumer -j "$JOBS"
+build/consumer/lmembed_consumer "$LMEMBED_ROOT/data/models/stories260K.gguf"
+
+log "configure + build (preset asan) and run the unit tests under ASan/UBSan"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$JOBS"
+ctest --preset asan -j "$JOBS" --timeout 900 2>&1 | tee build-asan/ctest.log | grep -E "tests passed|tests failed|Failed" || true
+grep -q "100% tests passed" build-asan/ctest.log || { log "asan ctest failed"; exit 1; }
+
+if [ "${FUZZ_SECONDS:-60}" != "0" ] && [ -x scripts/fuzz.sh ]; then
+  log "fuzzing each target for ${FUZZ_SECONDS:-60} s"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fi
+log "all tests passed in $(( $(date +%s) - start )) s"
