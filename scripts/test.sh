@@ -10,7 +10,13 @@ start=$(date +%s)
 ensure_packages "${BUILD_PACKAGES[@]}" "${REFERENCE_PACKAGES[@]}"
 
 log "configure + build (preset default)"
-cmake --preset default -DLMEMBED_MPI=ON >/dev/null
+extra=(-DLMEMBED_MPI=ON)
+# CUDA code is compiled (not run) wherever nvcc exists; GPU tests skip without a device.
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  extra+=(-DLMEMBED_CUDA=ON)
+fi
+cmake --preset default "${extra[@]}" >/dev/null
 cmake --build --preset default -j "$JOBS"
 
 log "ctest (preset default)"
