@@ -1,0 +1,106 @@
+// AdamW + linear warmup/decay schedule + gradient-norm clipping against PyTorch
+// (torch.optim.AdamW, LambdaLR with HF's linear schedule, clip_grad_norm_).
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common.hpp"
+#include "lmembed/train/optim.hpp"
+
+using namespace lmembed;
+using namespace lmembed_test;
+
+namespace {
+
+/// Stand-in with the fields of nn::Param that the optimizer uses.
+template <class T>
+struct TestParam {
+  std::string name;
+  MatrixX<T> value, grad;
+  bool decay = true;
+};
+
+template <class T>
+void run_case(double clip, double tol) {
+  if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch is not available";
+  const int rows = 5, cols = 6, steps = 9, warmup = 3;
+  std::mt19937 rng(99);
+  std::normal_distribution<double> nd;
+  MatrixX<double> w0(rows, cols), grads(steps * rows, cols), decay(rows, 1);
+  for (Eigen::Index i = 0; i < w0.size(); ++i) w0.data()[i] = nd(rng);
+  for (Eigen::Index i = 0; i < grads.size(); ++i) grads.data()[i] = nd(rng) * 0.7;
+  for (int i = 0; i < rows; ++i) decay(i, 0) = (i % 2 == 0);
+  TempDir dir("adamw");
+  write_txt(dir.path / "w0.txt", w0);
+  write_txt(dir.path / "grads.txt", grads);
+  write_txt(dir.path / "decay.txt", decay);
+  const double lr = 0.05, wd = 0.1;
+  {
+    std::ofstream o(dir.path / "opts.txt");
+    o << "lr " << lr << "\nwd " << wd << "\nb1 0.9\nb2 0.98\neps 1e-6\nsteps " << steps
+      << "\nwarmup " << warmup << "\nclip " << clip << "\n";
+  }
+  ASSERT_TRUE(run_torch_ref("adamw", dir.path));
+
+  std::vector<TestParam<T>> ps(rows);
+  std::vector<TestParam<T>*> list;
+  for (int i = 0; i < rows; ++i) {
+    ps[i].name = "p" + std::to_string(i);
+    ps[i].value = w0.row(i).cast<T>();
+    ps[i].decay = decay(i, 0) != 0;
+    list.push_back(&ps[i]);
+  }
+  train::AdamWOptions o;
+  o.beta2 = 0.98;
+  o.eps = 1e-6;
+  o.weight_decay = wd;
+  train::AdamW<TestParam<T>> opt(list, o);
+  std::vector<double> norms;
+  for (int s = 0; s < steps; ++s) {
+    for (int i = 0; i < rows; ++i) ps[i].grad = grads.row(s * rows + i).cast<T>();
+    norms.push_back(train::clip_grad_norm(list, clip));
+    opt.step(train::linear_schedule(lr, s, warmup, steps));
+  }
+  MatrixX<double> w(rows, cols);
+  for (int i = 0; i < rows; ++i) w.row(i) = ps[i].value.template cast<double>();
+  EXPECT_LE(rel_err(w, read_txt(dir.path / "w.txt", cols)), tol);
+  const auto ref_norms = read_txt(dir.path / "norms.txt", 1);
+  for (int s = 0; s < steps; ++s) EXPECT_NEAR(norms[s], ref_norms(s, 0), 1e-5 * ref_norms(s, 0));
+  EXPECT_EQ(opt.steps(), steps);
+}
+
+}  // namespace
+
+TEST(AdamW, MatchesTorchWithScheduleAndClipping) {
+  run_case<double>(1.0, 1e-10);
+}
+TEST(AdamW, MatchesTorchWithoutClipping) {
+  run_case<double>(0.0 /* off */, 1e-10);
+}
+TEST(AdamW, FloatMatchesTorch) {
+  run_case<float>(1.0, 1e-5);
+}
+
+TEST(LinearSchedule, WarmupThenLinearDecay) {
+  EXPECT_DOUBLE_EQ(train::linear_schedule(1.0, 0, 4, 12), 0.0);
+  EXPECT_DOUBLE_EQ(train::linear_schedule(1.0, 2, 4, 12), 0.5);
+  EXPECT_DOUBLE_EQ(train::linear_schedule(1.0, 4, 4, 12), 1.0);
+  EXPECT_DOUBLE_EQ(train::linear_schedule(1.0, 8, 4, 12), 0.5);
+  EXPECT_DOUBLE_EQ(train::linear_schedule(1.0, 12, 4, 12), 0.0);
+  EXPECT_DOUBLE_EQ(train::linear_schedule(2.0, 0, 0, 10), 2.0);
+}
+
+TEST(AdamW, StateRoundTripsAndChecksShapes) {
+  TestParam<float> a{"a", MatrixX<float>::Ones(2, 3), MatrixX<float>::Ones(2, 3), true};
+  std::vector<TestParam<float>*> l{&a};
+  train::AdamW<TestParam<float>> opt(l);
+  opt.step(0.1);
+  auto st = opt.state();
+  train::AdamW<TestParam<float>> opt2(l);
+  opt2.load_state(st, opt.steps());
+  EXPECT_EQ(opt2.state().at("adamw.v.a"), st.at("adamw.v.a"));
+  st["adamw.m.a"] = MatrixX<float>::Zero(3, 3);
+  EXPECT_THROW(opt2.load_state(st, 1), shape_error);
+  st.erase("adamw.m.a");
+  EXPECT_THROW(opt2.load_state(st, 1), config_error);
+}
