@@ -59,10 +59,11 @@ class Value {
       int_ = static_cast<std::int64_t>(v);
     }
   }
-  /// A floating-point number (also exact int64 when integral and in range).
+  /// A floating-point number (also exact int64 when integral and in range; -0.0 stays a double
+  /// so that it round-trips).
   Value(double v) : type_(Type::number), num_(v) {  // NOLINT
-    if (std::isfinite(v) && std::nearbyint(v) == v && v >= -9223372036854775808.0 &&
-        v < 9223372036854775808.0) {
+    if (std::isfinite(v) && std::nearbyint(v) == v && !(v == 0 && std::signbit(v)) &&
+        v >= -9223372036854775808.0 && v < 9223372036854775808.0) {
       is_int_ = true;
       int_ = static_cast<std::int64_t>(v);
     }
@@ -259,7 +260,10 @@ class Value {
     if (!std::isfinite(num_)) return "null";
     char buf[64];
     auto r = std::to_chars(buf, buf + sizeof buf, num_);
-    return std::string(buf, r.ptr);
+    std::string out(buf, r.ptr);
+    // Keep doubles that print like integers (-0, 1e20 aside) recognisably floating ("-0.0").
+    if (out.find_first_of(".e") == std::string::npos) out += ".0";
+    return out;
   }
 
   Type type_ = Type::null;

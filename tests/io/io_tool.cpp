@@ -1,0 +1,178 @@
+// io_tool: the C++ side of the Python interop test (test_interop.py).
+//   io_tool write-safetensors OUT < spec.json   writes the tensors and metadata of the spec
+//   io_tool write-npy OUT < spec.json           writes the spec's single tensor as .npy
+//   io_tool read-safetensors IN                 prints {"metadata": {...}, "tensors": [...]}
+//   io_tool read-npy IN                         prints {"tensors": [...]}
+// spec.json: {"metadata": {k: v}, "tensors": [{"name", "dtype", "shape", "values"}]}. Values are
+// printed exactly (integers as integers, floats with round-trip precision).
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "lmembed/core/json.hpp"
+#include "lmembed/io/npy.hpp"
+#include "lmembed/io/safetensors.hpp"
+
+using namespace lmembed;
+using namespace lmembed::io;
+
+namespace {
+
+std::vector<std::byte> encode(DType t, const json::Array& values) {
+  std::vector<std::byte> out;
+  auto put = [&](auto v) {
+    const auto* p = reinterpret_cast<const std::byte*>(&v);
+    out.insert(out.end(), p, p + sizeof v);
+  };
+  for (const auto& v : values) {
+    switch (t) {
+      case DType::f32:
+        put(static_cast<float>(v.as_double()));
+        break;
+      case DType::f64:
+        put(v.as_double());
+        break;
+      case DType::f16:
+        put(float_to_half(static_cast<float>(v.as_double())));
+        break;
+      case DType::bf16:
+        put(float_to_bf16(static_cast<float>(v.as_double())));
+        break;
+      case DType::i8:
+        put(static_cast<std::int8_t>(v.as_int()));
+        break;
+      case DType::u8:
+        put(static_cast<std::uint8_t>(v.as_int()));
+        break;
+      case DType::i16:
+        put(static_cast<std::int16_t>(v.as_int()));
+        break;
+      case DType::i32:
+        put(static_cast<std::int32_t>(v.as_int()));
+        break;
+      case DType::i64:
+        put(static_cast<std::int64_t>(v.as_int()));
+        break;
+      case DType::q8_0:
+        throw config_error("io_tool: Q8_0 is not writable");
+    }
+  }
+  return out;
+}
+
+json::Value decode(const TensorView& t) {
+  json::Value values = json::Value::array();
+  const std::byte* p = t.data.data();
+  const auto n = static_cast<std::size_t>(t.numel());
+  for (std::size_t i = 0; i < n; ++i) {
+    switch (t.dtype) {
+      case DType::f32:
+        values.push_back(json::Value(io::detail::load_le<float>(p + 4 * i)));
+        break;
+      case DType::f64:
+        values.push_back(json::Value(io::detail::load_le<double>(p + 8 * i)));
+        break;
+      case DType::f16:
+        values.push_back(json::Value(half_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
+        break;
+      case DType::bf16:
+        values.push_back(json::Value(bf16_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
+        break;
+      case DType::i8:
+        values.push_back(json::Value(static_cast<int>(static_cast<std::int8_t>(p[i]))));
+        break;
+      case DType::u8:
+        values.push_back(json::Value(static_cast<int>(static_cast<std::uint8_t>(p[i]))));
+        break;
+      case DType::i16:
+        values.push_back(
+            json::Value(static_cast<int>(io::detail::load_le<std::int16_t>(p + 2 * i))));
+        break;
+      case DType::i32:
+        values.push_back(json::Value(io::detail::load_le<std::int32_t>(p + 4 * i)));
+        break;
+      case DType::i64:
+        values.push_back(
+            json::Value(static_cast<long long>(io::detail::load_le<std::int64_t>(p + 8 * i))));
+        break;
+      case DType::q8_0:
+        break;
+    }
+  }
+  json::Value out = json::Value::object();
+  out["name"] = t.name;
+  out["dtype"] = to_string(t.dtype);
+  json::Value shape = json::Value::array();
+  for (auto d : t.shape) shape.push_back(json::Value(static_cast<long long>(d)));
+  out["shape"] = std::move(shape);
+  out["values"] = std::move(values);
+  // A second, independent path: the float conversion every model loader uses.
+  json::Value floats = json::Value::array();
+  const Matrix m = to_matrix(t);
+  for (Eigen::Index i = 0; i < m.size(); ++i) floats.push_back(json::Value(m.data()[i]));
+  out["as_float"] = std::move(floats);
+  return out;
+}
+
+Shape shape_of(const json::Value& s) {
+  Shape out;
+  for (const auto& d : s.as_array()) out.push_back(d.as_int());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: io_tool write-safetensors|write-npy|read-safetensors|read-npy PATH\n";
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  const std::filesystem::path path = argv[2];
+  try {
+    if (cmd == "write-safetensors" || cmd == "write-npy") {
+      const std::string text((std::istreambuf_iterator<char>(std::cin)), {});
+      const json::Value spec = json::parse(text, "<stdin>");
+      if (cmd == "write-npy") {
+        const auto& t = spec.at("tensors").at(0);
+        const DType dt = parse_dtype(t.at("dtype").as_string());
+        const auto bytes = encode(dt, t.at("values").as_array());
+        write_npy(path, dt, shape_of(t.at("shape")), bytes);
+        return 0;
+      }
+      SafetensorsWriter w;
+      for (const auto& t : spec.at("tensors").as_array()) {
+        const DType dt = parse_dtype(t.at("dtype").as_string());
+        const auto bytes = encode(dt, t.at("values").as_array());
+        w.add(t.at("name").as_string(), dt, shape_of(t.at("shape")), bytes);
+      }
+      if (const json::Value* m = spec.find("metadata"))
+        for (const auto& [k, v] : m->as_object()) w.set_metadata(k, v.as_string());
+      w.write(path);
+      return 0;
+    }
+    json::Value out = json::Value::object();
+    json::Value tensors = json::Value::array();
+    if (cmd == "read-safetensors") {
+      const auto f = SafetensorsFile::open(path);
+      json::Value meta = json::Value::object();
+      for (const auto& [k, v] : f.metadata()) meta[k] = v;
+      out["metadata"] = std::move(meta);
+      for (const auto& t : f.tensors()) tensors.push_back(decode(t));
+    } else if (cmd == "read-npy") {
+      const NpyArray a = read_npy(path);
+      tensors.push_back(decode(a.view("array")));
+    } else {
+      std::cerr << "io_tool: unknown command " << cmd << "\n";
+      return 2;
+    }
+    out["tensors"] = std::move(tensors);
+    std::cout << json::dump(out) << "\n";
+    return 0;
+  } catch (const lmembed::error& e) {
+    std::cerr << "io_tool: " << e.what() << "\n";
+    return 1;
+  }
+}
