@@ -1,0 +1,498 @@
+// lmembed/backbone/backbone.hpp - the frozen Llama / Mistral / Qwen2 decoder.
+//
+// Turns a packed TokenBatch into exactly the hidden states a pooling asks for (CaptureSpec).
+// Inference only, built for throughput on CPU:
+//  - every projection is one GEMM over all tokens of a chunk of the packed batch (no padding);
+//    q|k|v and gate|up are fused into one packed weight each, residual adds are fused into the
+//    o/down products (C += A W^T);
+//  - attention runs per (sequence, head) on that sequence's rows only, so it never crosses
+//    sequences; its scratch is O(head_dim x length) per thread (no n x n score matrix);
+//  - RoPE uses one (rotate-half) kernel: GGUF llama q/k rows are un-permuted at load;
+//  - all scratch is allocated once per forward call (sized for the largest chunk), never per
+//    layer; memory is weights + O(chunk tokens x width) plus what the capture asks for.
+// Numerics follow llama.cpp / HF: F32 everywhere, RMSNorm and pooling sums in double.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "lmembed/attention/attention.hpp"
+#include "lmembed/backbone/config.hpp"
+#include "lmembed/backbone/gemm.hpp"
+#include "lmembed/backbone/loader.hpp"
+#include "lmembed/core/batch.hpp"
+#include "lmembed/core/error.hpp"
+#include "lmembed/core/tensor.hpp"
+
+namespace lmembed {
+
+/// Options of one Backbone::forward call.
+struct ForwardOptions {
+  /// Sequences longer than the model's n_ctx: false -> input_error; true -> keep their first
+  /// n_ctx tokens (Captured.offsets then describe the truncated sequences).
+  bool truncate = false;
+  /// Tokens processed together (whole sequences; one longer sequence goes alone). Bounds the
+  /// scratch memory; 0 picks the default (kDefaultChunkTokens).
+  std::int64_t chunk_tokens = 0;
+  static constexpr std::int64_t kDefaultChunkTokens = 1024;
+};
+
+/// A frozen decoder-only transformer: token ids in, captured hidden states out.
+class Backbone {
+ public:
+  Backbone() = default;
+
+  /// Loads a .gguf file or a Hugging Face folder (config.json + model.safetensors or
+  /// model.safetensors.index.json). All weights are converted to F32 at load (F16/BF16 double
+  /// in size, Q8_0 grows 3.8x); see docs/backbone.md.
+  static Backbone load(const std::filesystem::path& model) {
+    auto [config, weights] = io::load_model_weights(model);
+    return from_weights(config, std::move(weights), model.string());
+  }
+
+  /// Builds a backbone from F32 weights (q/k rows in config.rope_style); `source` names the
+  /// origin in error messages. The unpacked weights are released after packing.
+  static Backbone from_weights(const ModelConfig& config, ModelWeights weights,
+                               const std::string& source = "model") {
+    config.validate(source);
+    Backbone b;
+    b.cfg_ = config;
+    const auto d = config.d_model, dq = config.q_dim(), dkv = config.kv_dim(), ff = config.d_ff;
+    auto check = [&](const Matrix& m, std::int64_t r, std::int64_t c, const std::string& name) {
+      if (m.rows() != r || m.cols() != c)
+        throw shape_error(source + ": weight " + name + " is [" + std::to_string(m.rows()) + ", " +
+                          std::to_string(m.cols()) + "], expected [" + std::to_string(r) + ", " +
+                          std::to_string(c) + "]");
+    };
+    check(weights.tok_embd, config.n_vocab, d, "tok_embd");
+    check(weights.out_norm, 1, d, "out_norm");
+    if (static_cast<std::int64_t>(weights.layers.size()) != config.n_layers)
+      throw shape_error(source + ": " + std::to_string(weights.layers.size()) +
+                        " layers of weights, config says " + std::to_string(config.n_layers));
+    b.tok_embd_ = std::move(weights.tok_embd);
+    b.out_norm_.assign(weights.out_norm.data(), weights.out_norm.data() + d);
+    const bool permute = config.rope_style == RopeStyle::interleaved;
+    for (std::int64_t l = 0; l < config.n_layers; ++l) {
+      LayerWeights& w = weights.layers[l];
+      const std::string p = "layer " + std::to_string(l) + " ";
+      check(w.attn_norm, 1, d, p + "attn_norm");
+      check(w.ffn_norm, 1, d, p + "ffn_norm");
+      check(w.wq, dq, d, p + "wq");
+      check(w.wk, dkv, d, p + "wk");
+      check(w.wv, dkv, d, p + "wv");
+      check(w.wo, d, dq, p + "wo");
+      check(w.w_gate, ff, d, p + "w_gate");
+      check(w.w_up, ff, d, p + "w_up");
+      check(w.w_down, d, ff, p + "w_down");
+      if (config.qkv_bias) {
+        check(w.bq, 1, dq, p + "bq");
+        check(w.bk, 1, dkv, p + "bk");
+        check(w.bv, 1, dkv, p + "bv");
+      }
+      if (permute) {
+        w.wq = detail::interleaved_to_neox(w.wq, config.n_heads, config.head_dim);
+        w.wk = detail::interleaved_to_neox(w.wk, config.n_kv_heads, config.head_dim);
+        if (config.qkv_bias) {
+          w.bq = detail::interleaved_to_neox(w.bq, config.n_heads, config.head_dim);
+          w.bk = detail::interleaved_to_neox(w.bk, config.n_kv_heads, config.head_dim);
+        }
+      }
+      Layer L;
+      L.attn_norm.assign(w.attn_norm.data(), w.attn_norm.data() + d);
+      L.ffn_norm.assign(w.ffn_norm.data(), w.ffn_norm.data() + d);
+      L.wqkv = detail::PackedWeight::zeros(dq + 2 * dkv, d);
+      L.wqkv.pack_rows(w.wq.data(), dq, d, 0);
+      L.wqkv.pack_rows(w.wk.data(), dkv, d, dq);
+      L.wqkv.pack_rows(w.wv.data(), dkv, d, dq + dkv);
+      if (config.qkv_bias) {
+        L.bqkv.resize(dq + 2 * dkv);
+        std::copy_n(w.bq.data(), dq, L.bqkv.begin());
+        std::copy_n(w.bk.data(), dkv, L.bqkv.begin() + dq);
+        std::copy_n(w.bv.data(), dkv, L.bqkv.begin() + dq + dkv);
+      }
+      L.wo = detail::PackedWeight::from(w.wo);
+      L.wgu = detail::PackedWeight::zeros(2 * ff, d);
+      L.wgu.pack_rows(w.w_gate.data(), ff, d, 0);
+      L.wgu.pack_rows(w.w_up.data(), ff, d, ff);
+      L.wdown = detail::PackedWeight::from(w.w_down);
+      w = LayerWeights{};  // release the unpacked copy now: peak stays ~ one layer above
+      b.layers_.push_back(std::move(L));
+    }
+    return b;
+  }
+
+  /// The model's hyper-parameters.
+  const ModelConfig& config() const noexcept { return cfg_; }
+
+  /// Threads used by forward (OpenMP); n < 1 means all the runtime offers.
+  void set_threads(int n) {
+#ifdef _OPENMP
+    threads_ = n < 1 ? omp_get_max_threads() : n;
+#else
+    threads_ = 1;
+    (void)n;
+#endif
+  }
+  /// Threads forward uses.
+  int threads() const noexcept {
+    return threads_;
+  }
+
+  /// Bytes of weights held (F32, packed).
+  std::size_t weight_bytes() const {
+    std::size_t n = static_cast<std::size_t>(tok_embd_.size()) * sizeof(float);
+    for (const Layer& L : layers_)
+      n += L.wqkv.bytes() + L.wo.bytes() + L.wgu.bytes() + L.wdown.bytes() +
+           (L.bqkv.size() + L.attn_norm.size() + L.ffn_norm.size()) * sizeof(float);
+    return n;
+  }
+
+  /// Runs the decoder over every sequence of `batch` with the compile-time attention policy and
+  /// returns exactly what `spec` asks for (see core/batch.hpp for the row layout).
+  /// input_error for an empty sequence, a token id out of range, a sequence longer than n_ctx
+  /// (unless options.truncate) or a pool_from past the end of its sequence (mean capture).
+  template <class Attention>
+  Captured forward(const TokenBatch& batch, CaptureSpec spec,
+                   const ForwardOptions& options = {}) const {
+    return run(batch, spec, options, Attention::is_causal);
+  }
+
+  /// Run-time attention choice (the CLI's --attention).
+  Captured forward(const TokenBatch& batch, AttentionKind kind, CaptureSpec spec,
+                   const ForwardOptions& options = {}) const {
+    return kind == AttentionKind::causal ? forward<attention::causal>(batch, spec, options)
+                                         : forward<attention::bidirectional>(batch, spec, options);
+  }
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm, bqkv;
+    detail::PackedWeight wqkv, wo, wgu, wdown;
+  };
+
+  /// Scratch for one forward call, sized for its largest chunk and reused by every layer.
+  struct Workspace {
+    Matrix x, h, qkv, attn, gu;                  // [T,d] [T,d] [T,dq+2dkv] [T,dq] [T,2ff]
+    std::vector<float> rope_cos, rope_sin;       // [max_len, head_dim/2]
+    std::vector<std::vector<float>> scores, kt;  // per thread: [max_len], [head_dim, max_len]
+    detail::GemmScratch gemm;
+    std::vector<std::int32_t> pos;  // position of each chunk token in its sequence
+  };
+
+  /// One sequence after validation: where its ids start and how many are used.
+  struct Seq {
+    std::int64_t begin = 0, length = 0;
+  };
+
+  Captured run(const TokenBatch& batch, CaptureSpec spec, const ForwardOptions& opt,
+               bool causal) const {
+    const std::int64_t n_seq = static_cast<std::int64_t>(batch.size());
+    if (batch.offsets.empty() || batch.offsets.front() != 0 ||
+        batch.offsets.back() != batch.n_tokens())
+      throw input_error("TokenBatch: offsets must start at 0 and end at ids.size() (" +
+                        std::to_string(batch.n_tokens()) + ")");
+    if (!batch.pool_from.empty() && static_cast<std::int64_t>(batch.pool_from.size()) != n_seq)
+      throw input_error("TokenBatch: pool_from has " + std::to_string(batch.pool_from.size()) +
+                        " entries for " + std::to_string(n_seq) + " sequences");
+    // Validate every input before any work, so a bad batch fails fast and cleanly.
+    std::vector<Seq> seqs(n_seq);
+    std::int64_t max_len = 0;
+    for (std::int64_t s = 0; s < n_seq; ++s) {
+      const std::int64_t b = batch.offsets[s], e = batch.offsets[s + 1];
+      if (e < b) throw input_error("TokenBatch: offsets decrease at sequence " + std::to_string(s));
+      std::int64_t len = e - b;
+      if (len == 0) throw input_error("sequence " + std::to_string(s) + " is empty");
+      if (len > cfg_.n_ctx) {
+        if (!opt.truncate)
+          throw input_error("sequence " + std::to_string(s) + " has " + std::to_string(len) +
+                            " tokens, more than the model's context length " +
+                            std::to_string(cfg_.n_ctx) +
+                            " (ForwardOptions::truncate keeps the first n_ctx tokens)");
+        len = cfg_.n_ctx;
+      }
+      for (std::int64_t i = b; i < b + len; ++i) {
+        const std::int32_t id = batch.ids[i];
+        if (id < 0 || id >= cfg_.n_vocab)
+          throw input_error("sequence " + std::to_string(s) + ", token " + std::to_string(i - b) +
+                            ": id " + std::to_string(id) + " is out of range [0, " +
+                            std::to_string(cfg_.n_vocab) + ")");
+      }
+      if (spec.tokens == CaptureTokens::mean) {
+        const std::int64_t pf = batch.pool_start(s);
+        if (pf < 0 || pf >= len)
+          throw input_error("sequence " + std::to_string(s) + ": pool_from " + std::to_string(pf) +
+                            " leaves no token to average (length " + std::to_string(len) + ")");
+      }
+      seqs[s] = {b, len};
+      max_len = std::max(max_len, len);
+    }
+
+    Captured out;
+    out.spec = spec;
+    out.n_seq = n_seq;
+    out.n_layers = spec.layers == CaptureLayers::all ? cfg_.n_layers : 1;
+    out.d = cfg_.d_model;
+    out.offsets.assign(1, 0);
+    for (const Seq& q : seqs) out.offsets.push_back(out.offsets.back() + q.length);
+    if (!batch.pool_from.empty()) out.pool_from = batch.pool_from;
+    const std::int64_t items = spec.tokens == CaptureTokens::all ? out.offsets.back() : n_seq;
+    out.states.setZero(items * out.n_layers, cfg_.d_model);
+    if (n_seq == 0) return out;
+
+    // Chunks of whole sequences, at most chunk_tokens tokens each (a longer sequence alone).
+    const std::int64_t limit =
+        opt.chunk_tokens > 0 ? opt.chunk_tokens : ForwardOptions::kDefaultChunkTokens;
+    std::vector<std::pair<std::int64_t, std::int64_t>> chunks;  // [first seq, end seq)
+    std::int64_t largest = 0;
+    for (std::int64_t s = 0; s < n_seq;) {
+      std::int64_t e = s, tokens = 0;
+      while (e < n_seq && (e == s || tokens + seqs[e].length <= limit)) tokens += seqs[e++].length;
+      chunks.emplace_back(s, e);
+      largest = std::max(largest, tokens);
+      s = e;
+    }
+
+    Workspace ws;
+    const std::int64_t d = cfg_.d_model, w3 = cfg_.q_dim() + 2 * cfg_.kv_dim();
+    ws.x.resize(largest, d);
+    ws.h.resize(largest, d);
+    ws.qkv.resize(largest, w3);
+    ws.attn.resize(largest, cfg_.q_dim());
+    ws.gu.resize(largest, 2 * cfg_.d_ff);
+    ws.pos.resize(largest);
+    ws.scores.assign(std::max(1, threads_), std::vector<float>(max_len));
+    ws.kt.assign(std::max(1, threads_), std::vector<float>(max_len * cfg_.head_dim));
+    init_rope(ws, max_len);
+
+    for (const auto& [s0, s1] : chunks) run_chunk(batch, seqs, s0, s1, spec, causal, ws, out);
+    return out;
+  }
+
+  /// cos/sin of position p times theta^(-2i/head_dim), computed in double (like the float64
+  /// reference the goldens were checked against).
+  void init_rope(Workspace& ws, std::int64_t max_len) const {
+    const std::int64_t half = cfg_.head_dim / 2;
+    ws.rope_cos.resize(max_len * half);
+    ws.rope_sin.resize(max_len * half);
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double inv =
+          std::pow(static_cast<double>(cfg_.rope_theta),
+                   -2.0 * static_cast<double>(i) / static_cast<double>(cfg_.head_dim));
+      for (std::int64_t p = 0; p < max_len; ++p) {
+        const double a = static_cast<double>(p) * inv;
+        ws.rope_cos[p * half + i] = static_cast<float>(std::cos(a));
+        ws.rope_sin[p * half + i] = static_cast<float>(std::sin(a));
+      }
+    }
+  }
+
+  /// Below this many (roughly) floating-point operations a parallel region costs more than it
+  /// saves (fork/join and barrier waits, worse on a loaded machine).
+  static constexpr double kParallelWork = 1 << 16;
+
+  /// Runs fn(i) for i in [0, n) on threads_ threads when n * work_per_item is worth it.
+  template <class Fn>
+  void parallel_for(std::int64_t n, double work_per_item, Fn&& fn, bool dynamic = false) const {
+#ifdef _OPENMP
+    if (threads_ > 1 && n > 1 && static_cast<double>(n) * work_per_item >= kParallelWork) {
+      if (dynamic) {
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+        for (std::int64_t i = 0; i < n; ++i) fn(i);
+      } else {
+#pragma omp parallel for num_threads(threads_) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) fn(i);
+      }
+      return;
+    }
+#endif
+    (void)dynamic;
+    (void)work_per_item;
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+  }
+
+  static int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+  }
+
+  /// dst row = src row / rms(src row) * weight (sum of squares in double, as ggml does).
+  void rms_norm_rows(const Matrix& src, Matrix& dst, const std::vector<float>& w,
+                     std::int64_t rows) const {
+    const std::int64_t d = cfg_.d_model;
+    const float eps = cfg_.rms_eps;
+    parallel_for(rows, 3.0 * static_cast<double>(d), [&](std::int64_t t) {
+      const float* x = src.data() + t * d;
+      float* y = dst.data() + t * d;
+      double ss = 0.0;
+      for (std::int64_t i = 0; i < d; ++i) ss += static_cast<double>(x[i]) * x[i];
+      const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
+      for (std::int64_t i = 0; i < d; ++i) y[i] = x[i] * scale * w[i];
+    });
+  }
+
+  void run_chunk(const TokenBatch& batch, const std::vector<Seq>& seqs, std::int64_t s0,
+                 std::int64_t s1, CaptureSpec spec, bool causal, Workspace& ws,
+                 Captured& out) const {
+    const std::int64_t d = cfg_.d_model, dq = cfg_.q_dim(), dkv = cfg_.kv_dim(), ff = cfg_.d_ff,
+                       hd = cfg_.head_dim, half = hd / 2, w3 = dq + 2 * dkv;
+    const std::int64_t n_layers = cfg_.n_layers;
+    // Chunk-local row of each sequence's first token.
+    std::vector<std::int64_t> row0(s1 - s0 + 1, 0);
+    for (std::int64_t s = s0; s < s1; ++s) row0[s - s0 + 1] = row0[s - s0] + seqs[s].length;
+    const std::int64_t T = row0.back();
+
+    // Embedding lookup and positions.
+    for (std::int64_t s = s0; s < s1; ++s)
+      for (std::int64_t i = 0; i < seqs[s].length; ++i) {
+        const std::int64_t r = row0[s - s0] + i;
+        ws.pos[r] = static_cast<std::int32_t>(i);
+        std::memcpy(ws.x.data() + r * d, tok_embd_.data() + batch.ids[seqs[s].begin + i] * d,
+                    sizeof(float) * d);
+      }
+
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const std::int64_t group = cfg_.n_heads / cfg_.n_kv_heads;
+    const std::int64_t n_seq_chunk = s1 - s0;
+
+    for (std::int64_t l = 0; l < n_layers; ++l) {
+      const Layer& L = layers_[l];
+      // --- attention block
+      rms_norm_rows(ws.x, ws.h, L.attn_norm, T);
+      detail::gemm_nt(ws.h.data(), d, T, L.wqkv, ws.qkv.data(), w3, false, threads_, ws.gemm);
+      // Bias and rotary embedding in one pass (q and k heads share the table).
+      parallel_for(T, static_cast<double>(w3 + 3 * (dq + dkv)), [&](std::int64_t t) {
+        float* row = ws.qkv.data() + t * w3;
+        if (!L.bqkv.empty())
+          for (std::int64_t i = 0; i < w3; ++i) row[i] += L.bqkv[i];
+        const float* c = ws.rope_cos.data() + ws.pos[t] * half;
+        const float* sn = ws.rope_sin.data() + ws.pos[t] * half;
+        const std::int64_t heads = cfg_.n_heads + cfg_.n_kv_heads;
+        for (std::int64_t h = 0; h < heads; ++h) {
+          float* v = row + h * hd;
+          for (std::int64_t i = 0; i < half; ++i) {
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c[i] - x1 * sn[i];
+            v[i + half] = x0 * sn[i] + x1 * c[i];
+          }
+        }
+      });
+      // Attention per (sequence, head): K is transposed once into per-thread scratch so that
+      // both products (q.K^T and p.V) are unit-stride axpy loops the compiler vectorizes.
+      parallel_for(
+          n_seq_chunk * cfg_.n_heads,
+          4.0 * static_cast<double>(hd) * static_cast<double>(T) * static_cast<double>(T) /
+              static_cast<double>(n_seq_chunk),
+          [&](std::int64_t job) {
+            const std::int64_t sl = job / cfg_.n_heads, h = job % cfg_.n_heads, g = h / group;
+            const std::int64_t n = seqs[s0 + sl].length, r0 = row0[sl];
+            const float* base = ws.qkv.data() + r0 * w3;
+            float* kt = ws.kt[thread_id()].data();        // [hd, n]
+            float* srow = ws.scores[thread_id()].data();  // [n]
+            for (std::int64_t j = 0; j < n; ++j) {
+              const float* kj = base + j * w3 + dq + g * hd;
+              for (std::int64_t c = 0; c < hd; ++c) kt[c * n + j] = kj[c];
+            }
+            for (std::int64_t i = 0; i < n; ++i) {
+              const float* qi = base + i * w3 + h * hd;
+              const std::int64_t nk = causal ? i + 1 : n;
+              std::fill(srow, srow + nk, 0.0f);
+              for (std::int64_t c = 0; c < hd; ++c) {
+                const float qc = qi[c] * scale;
+                const float* kc = kt + c * n;
+                for (std::int64_t j = 0; j < nk; ++j) srow[j] += qc * kc[j];
+              }
+              float mx = -std::numeric_limits<float>::infinity();
+              for (std::int64_t j = 0; j < nk; ++j) mx = std::max(mx, srow[j]);
+              double sum = 0.0;
+              for (std::int64_t j = 0; j < nk; ++j) {
+                srow[j] = std::exp(srow[j] - mx);
+                sum += srow[j];
+              }
+              const float inv = static_cast<float>(1.0 / sum);
+              float* oi = ws.attn.data() + (r0 + i) * dq + h * hd;
+              std::fill(oi, oi + hd, 0.0f);
+              for (std::int64_t j = 0; j < nk; ++j) {
+                const float p = srow[j] * inv;
+                const float* vj = base + j * w3 + dq + dkv + g * hd;
+                for (std::int64_t c = 0; c < hd; ++c) oi[c] += p * vj[c];
+              }
+            }
+          },
+          true);
+      detail::gemm_nt(ws.attn.data(), dq, T, L.wo, ws.x.data(), d, true, threads_, ws.gemm);
+      // --- SwiGLU MLP
+      rms_norm_rows(ws.x, ws.h, L.ffn_norm, T);
+      detail::gemm_nt(ws.h.data(), d, T, L.wgu, ws.gu.data(), 2 * ff, false, threads_, ws.gemm);
+      parallel_for(T, 20.0 * static_cast<double>(ff), [&](std::int64_t t) {
+        float* g = ws.gu.data() + t * 2 * ff;
+        const float* u = g + ff;
+        for (std::int64_t i = 0; i < ff; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      });
+      detail::gemm_nt(ws.gu.data(), 2 * ff, T, L.wdown, ws.x.data(), d, true, threads_, ws.gemm);
+
+      if (spec.layers == CaptureLayers::all && l + 1 < n_layers)
+        capture(ws.x, batch, seqs, s0, s1, row0, l, spec, out);
+    }
+    rms_norm_rows(ws.x, ws.h, out_norm_, T);
+    capture(ws.h, batch, seqs, s0, s1, row0, out.n_layers - 1, spec, out);
+  }
+
+  /// Copies (or averages) the rows `spec` asks for from a chunk's states into `out`.
+  void capture(const Matrix& src, const TokenBatch& batch, const std::vector<Seq>& seqs,
+               std::int64_t s0, std::int64_t s1, const std::vector<std::int64_t>& row0,
+               std::int64_t layer, CaptureSpec spec, Captured& out) const {
+    const std::int64_t d = cfg_.d_model, nl = out.n_layers;
+    for (std::int64_t s = s0; s < s1; ++s) {
+      const std::int64_t r0 = row0[s - s0], n = seqs[s].length;
+      switch (spec.tokens) {
+        case CaptureTokens::last:
+          std::memcpy(out.states.data() + (s * nl + layer) * d, src.data() + (r0 + n - 1) * d,
+                      sizeof(float) * d);
+          break;
+        case CaptureTokens::all:
+          for (std::int64_t i = 0; i < n; ++i)
+            std::memcpy(out.states.data() + ((out.offsets[s] + i) * nl + layer) * d,
+                        src.data() + (r0 + i) * d, sizeof(float) * d);
+          break;
+        case CaptureTokens::mean: {
+          const std::int64_t from = batch.pool_start(static_cast<std::size_t>(s));
+          std::vector<double> acc(d, 0.0);
+          for (std::int64_t i = from; i < n; ++i) {
+            const float* x = src.data() + (r0 + i) * d;
+            for (std::int64_t j = 0; j < d; ++j) acc[j] += x[j];
+          }
+          float* o = out.states.data() + (s * nl + layer) * d;
+          for (std::int64_t j = 0; j < d; ++j)
+            o[j] = static_cast<float>(acc[j] / static_cast<double>(n - from));
+          break;
+        }
+      }
+    }
+  }
+
+  ModelConfig cfg_;
+  Matrix tok_embd_;
+  std::vector<float> out_norm_;
+  std::vector<Layer> layers_;
+#ifdef _OPENMP
+  int threads_ = omp_get_max_threads();
+#else
+  int threads_ = 1;
+#endif
+};
+
+}  // namespace lmembed

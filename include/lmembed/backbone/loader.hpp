@@ -1,0 +1,272 @@
+// lmembed/backbone/loader.hpp - ModelConfig and F32 weights from GGUF or a Hugging Face folder.
+//
+// Every tensor is dequantized to F32 here (F32/F16/BF16/Q8_0 from GGUF; F32/F16/BF16 from
+// safetensors): the forward pass is one F32 code path. The memory cost is 4 bytes per
+// parameter whatever the file holds (F16/BF16 files double, Q8_0 files grow by 4/1.0625 =
+// 3.8x); docs/backbone.md gives the figures. Shapes are checked against the config and a
+// mismatch is a format_error naming the tensor and the file.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lmembed/backbone/config.hpp"
+#include "lmembed/core/error.hpp"
+#include "lmembed/core/file.hpp"
+#include "lmembed/core/json.hpp"
+#include "lmembed/core/tensor.hpp"
+#include "lmembed/io/gguf.hpp"
+#include "lmembed/io/safetensors.hpp"
+#include "lmembed/io/tensor_view.hpp"
+
+namespace lmembed::io {
+
+namespace detail {
+
+/// Converts a tensor to F32 after checking its shape (outermost first; a 1-D tensor is [n]).
+inline Matrix checked_matrix(const TensorView& t, const Shape& expected,
+                             const std::filesystem::path& file) {
+  if (t.shape != expected)
+    throw format_error(file, format_error::npos,
+                       "tensor '" + t.name + "' has shape " + lmembed::to_string(t.shape) +
+                           ", expected " + lmembed::to_string(expected));
+  return to_matrix(t);
+}
+
+inline std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace detail
+
+/// The model config a GGUF's metadata describes (n_vocab from token_embd.weight).
+inline ModelConfig config_from_gguf(const GgufFile& f) {
+  const std::string src = f.path().string();
+  const std::string arch = f.get_as<std::string>("general.architecture");
+  ModelConfig c;
+  if (arch == "llama" || arch == "mistral") {
+    c.arch = "llama";
+    c.rope_style = RopeStyle::interleaved;  // convert_hf_to_gguf.py permuted q/k
+  } else if (arch == "qwen2") {
+    c.arch = "qwen2";
+    c.rope_style = RopeStyle::neox;  // qwen2 is converted unpermuted, NEOX rope
+  } else {
+    throw config_error(src + ": unsupported architecture '" + arch +
+                       "' (supported: llama, mistral, qwen2)");
+  }
+  const std::string p = arch + ".";
+  c.d_model = f.get_as<std::int64_t>(p + "embedding_length");
+  c.n_layers = f.get_as<std::int64_t>(p + "block_count");
+  c.n_heads = f.get_as<std::int64_t>(p + "attention.head_count");
+  c.n_kv_heads = f.get_or<std::int64_t>(p + "attention.head_count_kv", c.n_heads);
+  c.d_ff = f.get_as<std::int64_t>(p + "feed_forward_length");
+  c.n_ctx = f.get_as<std::int64_t>(p + "context_length");
+  c.head_dim =
+      f.get_or<std::int64_t>(p + "attention.key_length", c.n_heads > 0 ? c.d_model / c.n_heads : 0);
+  c.rope_theta = f.get_or<float>(p + "rope.freq_base", 10000.0f);
+  c.rms_eps = f.get_as<float>(p + "attention.layer_norm_rms_epsilon");
+  const std::int64_t rope_dims = f.get_or<std::int64_t>(p + "rope.dimension_count", c.head_dim);
+  if (rope_dims != c.head_dim)
+    throw config_error(src + ": partial rotary embedding (rope.dimension_count " +
+                       std::to_string(rope_dims) + " != head_dim " + std::to_string(c.head_dim) +
+                       ") is not supported");
+  if (f.has(p + "rope.scaling.type") && f.get_as<std::string>(p + "rope.scaling.type") != "none")
+    throw config_error(src + ": rope scaling '" + f.get_as<std::string>(p + "rope.scaling.type") +
+                       "' is not supported");
+  const TensorView& emb = f.tensor("token_embd.weight");
+  if (emb.shape.size() != 2)
+    throw format_error(f.path(), format_error::npos,
+                       "tensor 'token_embd.weight' has shape " + lmembed::to_string(emb.shape) +
+                           ", expected [n_vocab, " + std::to_string(c.d_model) + "]");
+  c.n_vocab = emb.shape[0];
+  c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  c.validate(src);
+  return c;
+}
+
+/// Config and F32 weights of a GGUF model.
+inline std::pair<ModelConfig, ModelWeights> load_gguf_weights(const std::filesystem::path& path) {
+  const GgufFile f = GgufFile::open(path);
+  ModelConfig c = config_from_gguf(f);
+  const auto d = c.d_model, dq = c.q_dim(), dkv = c.kv_dim(), ff = c.d_ff;
+  auto get = [&](const std::string& name, const Shape& shape) {
+    return detail::checked_matrix(f.tensor(name), shape, path);
+  };
+  ModelWeights w;
+  w.tok_embd = get("token_embd.weight", {c.n_vocab, d});
+  w.out_norm = get("output_norm.weight", {d});
+  w.layers.resize(c.n_layers);
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    LayerWeights& L = w.layers[l];
+    L.attn_norm = get(b + "attn_norm.weight", {d});
+    L.wq = get(b + "attn_q.weight", {dq, d});
+    L.wk = get(b + "attn_k.weight", {dkv, d});
+    L.wv = get(b + "attn_v.weight", {dkv, d});
+    L.wo = get(b + "attn_output.weight", {d, dq});
+    if (c.qkv_bias) {
+      L.bq = get(b + "attn_q.bias", {dq});
+      L.bk = get(b + "attn_k.bias", {dkv});
+      L.bv = get(b + "attn_v.bias", {dkv});
+    }
+    L.ffn_norm = get(b + "ffn_norm.weight", {d});
+    L.w_gate = get(b + "ffn_gate.weight", {ff, d});
+    L.w_up = get(b + "ffn_up.weight", {ff, d});
+    L.w_down = get(b + "ffn_down.weight", {d, ff});
+  }
+  return {c, std::move(w)};
+}
+
+/// The model config of a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
+/// Qwen2ForCausalLM); config_error naming the file and the missing or unsupported field.
+inline ModelConfig config_from_hf(const json::Value& j, const std::string& src) {
+  auto need = [&](const char* key) -> const json::Value& {
+    const json::Value* v = j.find(key);
+    if (!v || v->is_null()) throw config_error(src + ": missing field '" + key + "'");
+    return *v;
+  };
+  auto opt = [&](const char* key) -> const json::Value* {
+    const json::Value* v = j.find(key);
+    return v && !v->is_null() ? v : nullptr;
+  };
+  std::string type;
+  if (const json::Value* mt = opt("model_type")) type = detail::lower(mt->as_string());
+  if (type.empty())
+    if (const json::Value* a = opt("architectures"); a && a->is_array() && !a->as_array().empty()) {
+      const std::string name = a->as_array().front().as_string();
+      type = name == "LlamaForCausalLM"     ? "llama"
+             : name == "MistralForCausalLM" ? "mistral"
+             : name == "Qwen2ForCausalLM"   ? "qwen2"
+                                            : name;
+    }
+  if (type.empty()) throw config_error(src + ": missing field 'model_type'");
+  ModelConfig c;
+  if (type == "llama" || type == "mistral") {
+    c.arch = "llama";
+  } else if (type == "qwen2") {
+    c.arch = "qwen2";
+  } else {
+    throw config_error(src + ": unsupported architecture '" + type +
+                       "' (supported: llama, mistral, qwen2)");
+  }
+  c.rope_style = RopeStyle::neox;  // HF checkpoints use rotate_half
+  c.d_model = need("hidden_size").as_int();
+  c.d_ff = need("intermediate_size").as_int();
+  c.n_layers = need("num_hidden_layers").as_int();
+  c.n_heads = need("num_attention_heads").as_int();
+  c.n_vocab = need("vocab_size").as_int();
+  c.n_kv_heads = opt("num_key_value_heads") ? opt("num_key_value_heads")->as_int() : c.n_heads;
+  c.head_dim =
+      opt("head_dim") ? opt("head_dim")->as_int() : (c.n_heads > 0 ? c.d_model / c.n_heads : 0);
+  c.rms_eps = static_cast<float>(need("rms_norm_eps").as_double());
+  c.rope_theta = opt("rope_theta") ? static_cast<float>(opt("rope_theta")->as_double()) : 10000.0f;
+  c.n_ctx = need("max_position_embeddings").as_int();
+  c.tied_output = opt("tie_word_embeddings") ? opt("tie_word_embeddings")->as_bool() : false;
+  if (const json::Value* act = opt("hidden_act"); act && act->as_string() != "silu")
+    throw config_error(src + ": hidden_act '" + act->as_string() + "' is not supported (silu)");
+  if (opt("rope_scaling")) throw config_error(src + ": rope_scaling is not supported");
+  if (const json::Value* mb = opt("mlp_bias"); mb && mb->as_bool())
+    throw config_error(src + ": mlp_bias is not supported");
+  c.qkv_bias = c.arch == "qwen2";
+  if (const json::Value* ab = opt("attention_bias"); ab && ab->as_bool() && c.arch == "llama")
+    throw config_error(src + ": attention_bias (an o_proj bias) is not supported");
+  // Mistral's sliding window changes nothing for sequences that fit in it: cap n_ctx there so
+  // longer ones are refused (or truncated) instead of silently computed with full attention.
+  const bool sliding =
+      c.arch == "llama" || (opt("use_sliding_window") && opt("use_sliding_window")->as_bool());
+  if (const json::Value* sw = opt("sliding_window"); sw && sliding && sw->is_number())
+    c.n_ctx = std::min(c.n_ctx, sw->as_int());
+  c.validate(src);
+  return c;
+}
+
+/// Config and F32 weights of a Hugging Face folder (config.json plus model.safetensors or the
+/// shards listed by model.safetensors.index.json).
+inline std::pair<ModelConfig, ModelWeights> load_hf_weights(const std::filesystem::path& dir) {
+  const auto cfg_path = dir / "config.json";
+  if (!std::filesystem::exists(cfg_path))
+    throw config_error(dir.string() + ": no config.json (expected a Hugging Face model folder)");
+  ModelConfig c =
+      config_from_hf(json::parse(read_text_file(cfg_path), cfg_path.string()), cfg_path.string());
+  // tensor name -> (file index); files opened once each.
+  std::vector<SafetensorsFile> files;
+  std::vector<std::filesystem::path> file_paths;
+  std::map<std::string, std::size_t> where;
+  const auto index_path = dir / "model.safetensors.index.json";
+  if (std::filesystem::exists(dir / "model.safetensors")) {
+    files.push_back(SafetensorsFile::open(dir / "model.safetensors"));
+    file_paths.push_back(dir / "model.safetensors");
+  } else if (std::filesystem::exists(index_path)) {
+    const json::Value idx = json::parse(read_text_file(index_path), index_path.string());
+    const json::Value* map = idx.find("weight_map");
+    if (!map || !map->is_object())
+      throw format_error(index_path, format_error::npos, "no 'weight_map' object");
+    std::map<std::string, std::size_t> file_no;
+    for (const auto& [name, file] : map->as_object()) {
+      const std::string fname = file.as_string();
+      auto it = file_no.find(fname);
+      if (it == file_no.end()) {
+        it = file_no.emplace(fname, files.size()).first;
+        files.push_back(SafetensorsFile::open(dir / fname));
+        file_paths.push_back(dir / fname);
+      }
+      where[name] = it->second;
+    }
+  } else {
+    throw io_error(dir.string() +
+                   ": neither model.safetensors nor model.safetensors.index.json exists");
+  }
+  const auto d = c.d_model, dq = c.q_dim(), dkv = c.kv_dim(), ff = c.d_ff;
+  auto get = [&](const std::string& name, const Shape& shape) {
+    std::size_t fi = 0;
+    if (!where.empty()) {
+      auto it = where.find(name);
+      if (it == where.end())
+        throw format_error(index_path, format_error::npos,
+                           "tensor '" + name + "' is not in the weight_map");
+      fi = it->second;
+    }
+    return detail::checked_matrix(files[fi].tensor(name), shape, file_paths[fi]);
+  };
+  ModelWeights w;
+  w.tok_embd = get("model.embed_tokens.weight", {c.n_vocab, d});
+  w.out_norm = get("model.norm.weight", {d});
+  w.layers.resize(c.n_layers);
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& L = w.layers[l];
+    L.attn_norm = get(b + "input_layernorm.weight", {d});
+    L.wq = get(b + "self_attn.q_proj.weight", {dq, d});
+    L.wk = get(b + "self_attn.k_proj.weight", {dkv, d});
+    L.wv = get(b + "self_attn.v_proj.weight", {dkv, d});
+    L.wo = get(b + "self_attn.o_proj.weight", {d, dq});
+    if (c.qkv_bias) {
+      L.bq = get(b + "self_attn.q_proj.bias", {dq});
+      L.bk = get(b + "self_attn.k_proj.bias", {dkv});
+      L.bv = get(b + "self_attn.v_proj.bias", {dkv});
+    }
+    L.ffn_norm = get(b + "post_attention_layernorm.weight", {d});
+    L.w_gate = get(b + "mlp.gate_proj.weight", {ff, d});
+    L.w_up = get(b + "mlp.up_proj.weight", {ff, d});
+    L.w_down = get(b + "mlp.down_proj.weight", {d, ff});
+  }
+  return {c, std::move(w)};
+}
+
+/// A .gguf file or a Hugging Face folder.
+inline std::pair<ModelConfig, ModelWeights> load_model_weights(const std::filesystem::path& model) {
+  if (std::filesystem::is_directory(model)) return load_hf_weights(model);
+  if (!std::filesystem::exists(model))
+    throw io_error(model.string() + ": no such file or directory");
+  return load_gguf_weights(model);
+}
+
+}  // namespace lmembed::io
