@@ -15,3 +15,5 @@
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/io/safetensors.hpp"
 #include "lmembed/io/npy.hpp"
+#include "lmembed/attention/attention.hpp"
+#include "lmembed/backbone/backbone.hpp"
