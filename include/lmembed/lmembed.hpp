@@ -17,3 +17,4 @@
 #include "lmembed/io/npy.hpp"
 #include "lmembed/attention/attention.hpp"
 #include "lmembed/backbone/backbone.hpp"
+#include "lmembed/eval/eval.hpp"
