@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh [SECONDS] - builds the libFuzzer targets with clang (ASan + UBSan) in
+# build-fuzz/ and runs each for SECONDS (default 60) from a copy of its seed corpus
+# (tests/fuzz/corpus/<target>/). Prints the executions per target; exits non-zero when a target
+# finds a crash, a sanitizer report or an escaping non-lmembed exception (the reproducer is
+# saved in build-fuzz/artifacts/). Environment: JOBS, FUZZ_TARGETS (default "gguf safetensors
+# npy json"; json runs SECONDS/4), FUZZ_MAX_LEN (default 65536).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$LMEMBED_ROOT"
+seconds=${1:-60}
+targets=${FUZZ_TARGETS:-gguf safetensors npy json}
+CLANGXX=${CLANGXX:-$(command -v clang++ || command -v clang++-14 || true)}
+if [ -z "$CLANGXX" ]; then
+  echo "lmembed: fuzzing needs clang++ with libFuzzer (Debian: clang libclang-rt-14-dev)" >&2
+  exit 1
+fi
+
+log "fuzz: configure + build (clang, -fsanitize=fuzzer,address,undefined) in build-fuzz/"
+cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER="$CLANGXX" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLMEMBED_FUZZ=ON -DLMEMBED_BUILD_TESTS=OFF -DLMEMBED_BUILD_EXAMPLES=OFF \
+  -DLMEMBED_BUILD_BENCH=OFF -DLMEMBED_INSTALL=OFF -DLMEMBED_XTENSOR=OFF >/dev/null
+build_targets=()
+for t in $targets; do build_targets+=(--target "fuzz_$t"); done
+cmake --build build-fuzz "${build_targets[@]}" -j "$JOBS"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p build-fuzz/artifacts
+status=0
+summary=()
+for t in $targets; do
+  corpus="$work/$t"
+  mkdir -p "$corpus"
+  cp tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
+  # The JSON parser is also fuzzed through safetensors headers; its own target gets a quarter.
+  secs=$seconds
+  [ "$t" = json ] && secs=$(( seconds / 4 > 0 ? seconds / 4 : 1 ))
+  log "fuzz_$t: ${secs} s from $(ls "$corpus" | wc -l) seeds"
+  set +e
+  build-fuzz/fuzz/fuzz_"$t" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-65536}" \
+    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="build-fuzz/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
+  rc=$?
+  set -e
+  runs=$(grep -E '^stat::number_of_executed_units' "$work/$t.log" | awk '{print $2}' | tail -1)
+  [ -n "$runs" ] || runs=$(grep -oE 'Done [0-9]+ runs' "$work/$t.log" | awk '{print $2}' | tail -1)
+  cov=$(grep -oE 'cov: [0-9]+' "$work/$t.log" | tail -1 | awk '{print $2}')
+  if [ $rc -ne 0 ]; then
+    status=1
+    summary+=("fuzz_$t: FAILED (exit $rc) after ${runs:-?} executions; log tail:")
+    tail -40 "$work/$t.log" >&2
+  else
+    summary+=("fuzz_$t: ${runs:-?} executions in ${secs} s (coverage ${cov:-?} edges), no findings")
+  fi
+done
+for line in "${summary[@]}"; do echo "$line"; done
+exit $status
