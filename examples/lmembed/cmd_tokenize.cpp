@@ -42,7 +42,9 @@ int run_tokenize(std::span<const std::string> argv) {
 
   std::string line;
   auto print = [&](const std::string& text) {
-    const std::vector<std::int32_t> ids = tok.encode(text, opt);
+    // An empty text prints an empty line (no BOS/EOS either), as the command promises.
+    const std::vector<std::int32_t> ids =
+        text.empty() ? std::vector<std::int32_t>{} : tok.encode(text, opt);
     line.clear();
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (i) line.push_back(' ');

@@ -14,6 +14,16 @@
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
 
+namespace lmembed::detail {
+// Turns the SPM segmentation fast path off, to compare it with llama.cpp's whole-text queue.
+struct TokenizerTestAccess {
+  static Tokenizer whole_text(Tokenizer t) {
+    t.spm_split_ = false;
+    return t;
+  }
+};
+}  // namespace lmembed::detail
+
 namespace fs = std::filesystem;
 using lmembed::EncodeOptions;
 using lmembed::Tokenizer;
@@ -279,6 +289,22 @@ TEST(TokenizerThreads, ConcurrentEncodeMatchesSerial) {
   std::size_t total = 0;
   for (const auto& l : lines) total += spm().encode(l + "\n").size();
   EXPECT_EQ(total, 5903u);
+}
+
+TEST(TokenizerSpm, SegmentedEqualsWholeTextQueue) {
+  // The SPM fast path cuts the text before each U+2581 that follows a character; the result
+  // must equal llama.cpp's single queue over the whole text, on every vector and corpus line.
+  const Tokenizer whole = lmembed::detail::TokenizerTestAccess::whole_text(spm());
+  std::vector<std::string> texts = read_vectors("llama-spm").texts;
+  std::istringstream in(slurp(kData / "datasets" / "stsbenchmark" / "sts-dev.csv"));
+  for (std::string l; std::getline(in, l) && texts.size() < 1500;) texts.push_back(l);
+  std::size_t tokens = 0;
+  for (const auto& t : texts) {
+    const auto a = spm().encode(t);
+    ASSERT_EQ(a, whole.encode(t)) << t;
+    tokens += a.size();
+  }
+  EXPECT_GT(tokens, 10000u);
 }
 
 TEST(TokenizerLoad, Errors) {

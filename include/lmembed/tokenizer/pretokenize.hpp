@@ -11,8 +11,8 @@
 //   llama3   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 //            ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //   qwen2    the llama3 pattern with \p{N} instead of \p{N}{1,3}
-//   deepseek-llm    [\r\n] ; \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ ; \s?[!-/:-~！-／：-～‘-‟　-。]+ ;
-//   \s+$ ;
+//   deepseek-llm    [\r\n] ; \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ ; \s?[!-/:-~！-／：-～‘-‟　-。]+
+//   ; \s+$ ;
 //                   [一-龥ࠀ-一가-퟿]+ ; \p{N}+
 //   deepseek-coder  [\r\n] ; \s?\p{L}+ ; \s?\p{P}+ ; [一-龥ࠀ-一가-퟿]+ ; \p{N}
 //   default  [\p{P}\$\+<=>\^~\|]+ ; (gpt-2 pattern) ; \p{N}+ ; [0-9][0-9][0-9]

@@ -61,28 +61,33 @@ enum TokenAttr : std::uint8_t {
   kAttrByte = 32,
 };
 
-/// Open-addressing table text -> token id over a vector of token strings (flat, so a lookup
-/// costs about one cache miss; most SPM bigram lookups miss and stop at the stored hash).
+/// Open-addressing table text -> token id. The token texts are copied into one contiguous arena
+/// so that a lookup touches little memory (most SPM bigram lookups miss and stop at the stored
+/// hash; hits compare against the arena).
 class TokenTable {
  public:
-  /// Indexes `tokens`; the same vector must be passed to find (the table holds no pointer, so
-  /// that copies and moves of the owner stay valid). Later duplicates win, as in llama.cpp.
+  /// Indexes `tokens`. Later duplicates win, as in llama.cpp's token_to_id.
   void build(const std::vector<std::string>& tokens) {
+    arena_.clear();
+    offsets_.assign(1, 0);
+    for (const std::string& t : tokens) {
+      arena_ += t;
+      offsets_.push_back(static_cast<std::uint32_t>(arena_.size()));
+    }
     std::size_t cap = 16;
     while (cap < tokens.size() * 2) cap <<= 1;
     slots_.assign(cap, Slot{});
     mask_ = cap - 1;
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-      insert(tokens, tokens[i], static_cast<std::int32_t>(i));
+    for (std::size_t i = 0; i < tokens.size(); ++i) insert(tokens[i], static_cast<std::int32_t>(i));
   }
   /// The id of `text`, or -1.
-  std::int32_t find(const std::vector<std::string>& tokens, std::string_view text) const noexcept {
+  std::int32_t find(std::string_view text) const noexcept {
     if (slots_.empty()) return -1;
     const std::uint32_t h = hash(text);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.id < 0) return -1;
-      if (s.hash == h && tokens[static_cast<std::size_t>(s.id)] == text) return s.id;
+      if (s.hash == h && text_of(s.id) == text) return s.id;
     }
   }
   static std::uint32_t hash(std::string_view s) noexcept {
@@ -99,16 +104,22 @@ class TokenTable {
     std::uint32_t hash = 0;
     std::int32_t id = -1;
   };
-  void insert(const std::vector<std::string>& tokens, std::string_view text, std::int32_t id) {
+  std::string_view text_of(std::int32_t id) const noexcept {
+    const auto i = static_cast<std::size_t>(id);
+    return std::string_view(arena_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
+  }
+  void insert(std::string_view text, std::int32_t id) {
     const std::uint32_t h = hash(text);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
-      if (s.id < 0 || (s.hash == h && tokens[static_cast<std::size_t>(s.id)] == text)) {
+      if (s.id < 0 || (s.hash == h && text_of(s.id) == text)) {
         s = Slot{h, id};
         return;
       }
     }
   }
+  std::string arena_;
+  std::vector<std::uint32_t> offsets_;
   std::vector<Slot> slots_;
   std::size_t mask_ = 0;
 };
@@ -194,6 +205,8 @@ struct NormStep {
   std::string b;  // replace: the content
 };
 
+struct TokenizerTestAccess;  // tests switch internal fast paths off to compare them
+
 }  // namespace detail
 
 /// A tokenizer: text -> token ids -> text. Build with from_gguf, from_hf or load.
@@ -274,6 +287,7 @@ class Tokenizer {
     t.add_eos_ = f.get_or<bool>("tokenizer.ggml.add_eos_token", t.add_eos_);
     t.force_eog_control();
     t.build_maps();
+    if (t.model_ == Model::spm) t.spm_split_ = t.no_inner_metaspace();
     if (t.model_ == Model::bpe) {
       const auto merges = f.get_as<std::vector<std::string>>("tokenizer.ggml.merges");
       t.merges_.reserve(merges.size());
@@ -514,7 +528,7 @@ class Tokenizer {
     return tokens_[static_cast<std::size_t>(id)];
   }
   /// The id of the token whose stored text is `text`, or -1.
-  std::int32_t token_id(std::string_view text) const { return token_to_id_.find(tokens_, text); }
+  std::int32_t token_id(std::string_view text) const { return token_to_id_.find(text); }
   /// The words the pre-tokenizer cuts `text` into (after HF normalizers; one word when the
   /// model has no pre-tokenizer).
   std::vector<std::string> pre_tokenize(std::string_view text) const {
@@ -523,6 +537,8 @@ class Tokenizer {
   }
 
  private:
+  friend struct detail::TokenizerTestAccess;
+
   struct Fragment {
     std::size_t offset = 0, length = 0;
     std::int32_t token = -1;  // >= 0: a special token
@@ -576,6 +592,15 @@ class Tokenizer {
       return tokens_[static_cast<std::size_t>(a)].size() >
              tokens_[static_cast<std::size_t>(b)].size();
     });
+  }
+
+  // Whether no token holds U+2581 right after a character other than U+2581.
+  bool no_inner_metaspace() const {
+    for (const std::string& t : tokens_)
+      for (std::size_t p = t.find("\xe2\x96\x81", 1); p != std::string::npos;
+           p = t.find("\xe2\x96\x81", p + 1))
+        if (p < 3 || t.compare(p - 3, 3, "\xe2\x96\x81") != 0) return false;
+    return true;
   }
 
   void add_merge(std::string_view a, std::string_view b, std::int32_t rank) {
@@ -673,6 +698,66 @@ class Tokenizer {
         text.push_back(c);
     }
     if (text.empty()) return;
+    if (!spm_split_) {
+      spm_segment(text, out);
+      return;
+    }
+    // No token holds U+2581 after another character (checked at load), so no merge can cross
+    // the start of a U+2581 that follows another character: the pieces between such starts
+    // are tokenized independently, with the same result and small, cache-resident work.
+    std::size_t start = 0;
+    for (std::size_t i = 3; i + 3 <= text.size(); ++i) {
+      if (text.compare(i, 3, "\xe2\x96\x81") == 0 && text.compare(i - 3, 3, "\xe2\x96\x81") != 0) {
+        spm_segment(std::string_view(text).substr(start, i - start), out);
+        start = i;
+      }
+    }
+    spm_segment(std::string_view(text).substr(start), out);
+  }
+
+  // One SPM segment: merges by token score (highest first, leftmost on ties), as llama.cpp's
+  // llm_tokenizer_spm_session; short segments scan an array, long ones use a priority queue.
+  void spm_segment(std::string_view text, std::vector<std::int32_t>& out) const {
+    if (text.empty()) return;
+    std::size_t nsym = 0;
+    for (std::size_t off = 0; off < text.size(); ++nsym)
+      off += detail::unicode::utf8_len(static_cast<unsigned char>(text[off]));
+    if (nsym <= 32) {
+      std::array<std::uint32_t, 33> start{};
+      std::array<float, 32> score{};  // score of the pair (i, i+1); -inf when not a token
+      std::size_t m = 0;
+      for (std::size_t off = 0; off < text.size(); ++m) {
+        start[m] = static_cast<std::uint32_t>(off);
+        off = std::min(off + detail::unicode::utf8_len(static_cast<unsigned char>(text[off])),
+                       text.size());
+      }
+      start[m] = static_cast<std::uint32_t>(text.size());
+      constexpr float kNo = -std::numeric_limits<float>::infinity();
+      std::array<bool, 32> ok{};
+      auto look = [&](std::size_t i) {
+        const std::int32_t id = token_to_id_.find(text.substr(start[i], start[i + 2] - start[i]));
+        ok[i] = id >= 0;
+        score[i] = id >= 0 ? scores_[static_cast<std::size_t>(id)] : kNo;
+      };
+      for (std::size_t i = 0; i + 1 < m; ++i) look(i);
+      while (m > 1) {
+        std::size_t best = m;
+        for (std::size_t i = 0; i + 1 < m; ++i)
+          if (ok[i] && (best == m || score[i] > score[best])) best = i;
+        if (best == m) break;
+        for (std::size_t i = best + 1; i < m; ++i) start[i] = start[i + 1];
+        for (std::size_t i = best + 1; i + 1 < m; ++i) {
+          score[i] = score[i + 1];
+          ok[i] = ok[i + 1];
+        }
+        --m;
+        if (best > 0) look(best - 1);
+        if (best + 1 < m) look(best);
+      }
+      for (std::size_t i = 0; i < m; ++i)
+        spm_emit(text.substr(start[i], start[i + 1] - start[i]), out);
+      return;
+    }
     // Symbols: [start, start + len) of `text`, linked left-to-right.
     struct Sym {
       std::uint32_t start, len;
@@ -703,7 +788,7 @@ class Tokenizer {
       const Sym& a = sym[static_cast<std::size_t>(l)];
       const Sym& b = sym[static_cast<std::size_t>(r)];
       const std::string_view cat(text.data() + a.start, a.len + b.len);
-      const std::int32_t id = token_to_id_.find(tokens_, cat);
+      const std::int32_t id = token_to_id_.find(cat);
       if (id < 0) return;
       queue.push(Bigram{scores_[static_cast<std::size_t>(id)], l, r, a.len + b.len});
     };
@@ -724,19 +809,22 @@ class Tokenizer {
     }
     for (std::int32_t i = sym.empty() ? -1 : 0; i >= 0; i = sym[static_cast<std::size_t>(i)].next) {
       const Sym& x = sym[static_cast<std::size_t>(i)];
-      const std::string_view str(text.data() + x.start, x.len);
-      if (const std::int32_t id = token_to_id_.find(tokens_, str); id >= 0) {
-        out.push_back(id);
-        continue;
-      }
-      // Not a token (merged symbols always are): byte fallback for each of its bytes.
-      for (char c : str) {
-        const std::int32_t b = byte_ids_[static_cast<unsigned char>(c)];
-        if (b >= 0)
-          out.push_back(b);
-        else if (unk_ >= 0)
-          out.push_back(unk_);
-      }
+      spm_emit(std::string_view(text.data() + x.start, x.len), out);
+    }
+  }
+
+  // A final SPM symbol: its token, or (merged symbols always are tokens) byte fallback.
+  void spm_emit(std::string_view str, std::vector<std::int32_t>& out) const {
+    if (const std::int32_t id = token_to_id_.find(str); id >= 0) {
+      out.push_back(id);
+      return;
+    }
+    for (char c : str) {
+      const std::int32_t b = byte_ids_[static_cast<unsigned char>(c)];
+      if (b >= 0)
+        out.push_back(b);
+      else if (unk_ >= 0)
+        out.push_back(unk_);
     }
   }
 
@@ -824,7 +912,7 @@ class Tokenizer {
       for (char c : word) ids.push_back(byte_ids_[static_cast<unsigned char>(c)]);
     } else {
       if (ignore_merges_) {
-        if (const std::int32_t id = token_to_id_.find(tokens_, word); id >= 0) {
+        if (const std::int32_t id = token_to_id_.find(word); id >= 0) {
           out.push_back(id);
           return;
         }
@@ -835,7 +923,7 @@ class Tokenizer {
             detail::unicode::utf8_len(static_cast<unsigned char>(word[off])), word.size() - off);
         const std::string_view ch = word.substr(off, len);
         off += len;
-        if (const std::int32_t id = token_to_id_.find(tokens_, ch); id >= 0) {
+        if (const std::int32_t id = token_to_id_.find(ch); id >= 0) {
           ids.push_back(id);
           continue;
         }
@@ -1158,6 +1246,7 @@ class Tokenizer {
   bool ignore_merges_ = false;
   bool fuse_unk_ = false;
   bool add_space_prefix_ = false;
+  bool spm_split_ = false;  // SPM text may be cut before each U+2581 that follows a character
   bool strip_leading_space_ = false;
   bool byte_level_prefix_space_ = false;
   bool metaspace_ = false;
