@@ -18,3 +18,4 @@
 #include "lmembed/attention/attention.hpp"
 #include "lmembed/backbone/backbone.hpp"
 #include "lmembed/eval/eval.hpp"
+#include "lmembed/tokenizer/tokenizer.hpp"
