@@ -1,0 +1,306 @@
+// lmembed/train/trainer.hpp - training a pooling head over a cache, with GradCache and
+// crash-safe checkpoints.
+//
+// One step:
+//   1. take the next `batch` examples of a seeded per-epoch permutation; collect the distinct
+//      texts of their queries, positives and hard negatives;
+//   2. embed every distinct text with the head, `chunk` texts at a time, keeping no activations;
+//   3. compute the InfoNCE loss over the whole batch and its gradient with respect to every
+//      embedding (a [n, d] matrix - small);
+//   4. run the head again chunk by chunk, now keeping activations, and back-propagate each
+//      chunk's slice of that gradient (GradCache, Gao et al. 2021);
+//   5. clip the gradient norm, AdamW with the scheduled learning rate.
+// Every query thus sees every candidate of the batch however large the batch, while memory
+// holds the activations of one chunk only. Plain gradient accumulation (as in the paper's own
+// trainer) is different: each micro-batch's queries see only that micro-batch's candidates, so
+// accumulation does not enlarge the negative pool. When all texts fit in one chunk, step 2 keeps
+// its activations and step 4 does not recompute.
+//
+// Determinism: all randomness comes from train::Rng seeded by `seed`; Eigen's products split
+// work by output blocks, so a run with the same seed and thread count is bitwise reproducible,
+// and a run resumed from a checkpoint continues bit for bit.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "lmembed/core/error.hpp"
+#include "lmembed/core/file.hpp"
+#include "lmembed/io/safetensors.hpp"
+#include "lmembed/train/cache.hpp"
+#include "lmembed/train/loss.hpp"
+#include "lmembed/train/optim.hpp"
+#include "lmembed/train/random.hpp"
+
+namespace lmembed::train {
+
+/// Options of a training run.
+struct TrainOptions {
+  std::int64_t steps = 100;        ///< optimizer steps
+  std::int64_t batch = 32;         ///< examples per step
+  double lr = 1e-4;                ///< peak learning rate
+  std::int64_t warmup = 0;         ///< linear warmup steps, then linear decay to 0
+  double clip = 1.0;               ///< gradient-norm clipping (<= 0: off)
+  std::uint64_t seed = 42;         ///< data order and negative sampling
+  std::int64_t max_negatives = 1;  ///< hard negatives per example per step (sampled if more)
+  std::int64_t chunk = 256;        ///< texts per head pass (GradCache chunk); 0: all at once
+  InfoNceOptions loss;             ///< scale, symmetric, hard negatives on/off
+  AdamWOptions adamw;              ///< betas, eps, weight decay
+};
+
+/// What one step did.
+struct StepStats {
+  std::int64_t step = 0;  ///< steps done after this one
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;    ///< before clipping
+  std::int64_t texts = 0;  ///< distinct texts embedded
+};
+
+/// Trains `Head` (a pooling head class: forward/backward/parameters/zero_grad, nested Context)
+/// on the examples of a Cache. The head must outlive the trainer and must not move.
+template <class Head>
+class Trainer {
+ public:
+  using Scalar = float;
+  using P =
+      std::remove_pointer_t<typename decltype(std::declval<Head&>().parameters())::value_type>;
+
+  Trainer(Head& head, const Cache& cache, TrainOptions opt)
+      : head_(head),
+        cache_(cache),
+        opt_(opt),
+        optim_(head.parameters(), opt.adamw),
+        rng_(opt.seed) {
+    if (opt_.batch < 1) throw config_error("batch must be at least 1");
+    if (opt_.steps < 1) throw config_error("steps must be at least 1");
+    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
+    if (head_.capture() != cache_.capture())
+      throw config_error(std::string("the ") + head_.name() + " head consumes " +
+                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
+                         " holds " + to_string(cache_.capture()));
+    new_epoch();
+  }
+
+  /// Steps done so far.
+  std::int64_t step_count() const { return step_; }
+  bool done() const { return step_ >= opt_.steps; }
+  const TrainOptions& options() const { return opt_; }
+
+  /// One optimizer step on the next batch.
+  StepStats step() {
+    if (done()) throw config_error("training is already complete");
+    // 1. The batch and its distinct texts.
+    std::vector<std::int64_t> ex;
+    for (std::int64_t b = 0; b < opt_.batch; ++b) {
+      if (cursor_ >= std::int64_t(order_.size())) {
+        ++epoch_;
+        new_epoch();
+      }
+      ex.push_back(order_[std::size_t(cursor_++)]);
+    }
+    std::vector<std::int64_t> uniq;
+    std::unordered_map<std::int64_t, std::int64_t> row_of;
+    auto row = [&](std::int64_t text) {
+      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
+      if (fresh) uniq.push_back(text);
+      return it->second;
+    };
+    std::vector<std::int64_t> qi, pi, ni;
+    const auto& examples = cache_.dataset().examples;
+    for (auto e : ex) {
+      const CacheExample& c = examples[std::size_t(e)];
+      qi.push_back(row(c.query));
+      pi.push_back(row(c.positive));
+      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
+      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
+        for (auto n : c.negatives) ni.push_back(row(n));
+      } else {
+        std::vector<std::int64_t> pick = c.negatives;
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          std::swap(pick[std::size_t(k)],
+                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          ni.push_back(row(pick[std::size_t(k)]));
+      }
+    }
+    const std::int64_t n = std::int64_t(uniq.size());
+    const std::int64_t chunk = opt_.chunk > 0 ? std::min(opt_.chunk, n) : n;
+    const bool one_pass = chunk >= n;
+
+    // 2. Embed every distinct text (no activations kept unless one chunk holds them all).
+    head_.zero_grad();
+    MatrixX<Scalar> emb;
+    typename Head::Context ctx;
+    if (one_pass) {
+      emb = head_.forward(cache_.gather<Scalar>(uniq), ctx);
+    } else {
+      for (std::int64_t b = 0; b < n; b += chunk) {
+        const std::int64_t m = std::min(chunk, n - b);
+        const MatrixX<Scalar> e = head_.forward(cache_.gather<Scalar>(
+            std::span<const std::int64_t>(uniq).subspan(std::size_t(b), std::size_t(m))));
+        if (b == 0) emb.resize(n, e.cols());
+        emb.middleRows(b, m) = e;
+      }
+    }
+
+    // 3. Loss over the whole batch, gradient w.r.t. every embedding.
+    auto take = [&](const std::vector<std::int64_t>& idx) {
+      MatrixX<Scalar> m(std::int64_t(idx.size()), emb.cols());
+      for (std::size_t i = 0; i < idx.size(); ++i) m.row(Eigen::Index(i)) = emb.row(idx[i]);
+      return m;
+    };
+    const MatrixX<Scalar> q = take(qi), p = take(pi);
+    const MatrixX<Scalar> negs = ni.empty() ? MatrixX<Scalar>(0, emb.cols()) : take(ni);
+    const InfoNceResult<Scalar> r = info_nce<Scalar>(q, p, negs, opt_.loss);
+    MatrixX<Scalar> d_emb = MatrixX<Scalar>::Zero(n, emb.cols());
+    for (std::size_t i = 0; i < qi.size(); ++i)
+      d_emb.row(qi[i]) += r.d_queries.row(Eigen::Index(i));
+    for (std::size_t i = 0; i < pi.size(); ++i)
+      d_emb.row(pi[i]) += r.d_positives.row(Eigen::Index(i));
+    for (std::size_t i = 0; i < ni.size(); ++i)
+      d_emb.row(ni[i]) += r.d_negatives.row(Eigen::Index(i));
+
+    // 4. Back-propagate through the head, chunk by chunk.
+    if (one_pass) {
+      head_.backward(d_emb, ctx);
+    } else {
+      for (std::int64_t b = 0; b < n; b += chunk) {
+        const std::int64_t m = std::min(chunk, n - b);
+        typename Head::Context c;
+        head_.forward(cache_.gather<Scalar>(std::span<const std::int64_t>(uniq).subspan(
+                          std::size_t(b), std::size_t(m))),
+                      c);
+        head_.backward(MatrixX<Scalar>(d_emb.middleRows(b, m)), c);
+      }
+    }
+
+    // 5. Clip, schedule, update.
+    StepStats st;
+    st.grad_norm = clip_grad_norm(optim_.parameters(), opt_.clip);
+    st.lr = linear_schedule(opt_.lr, step_, opt_.warmup, opt_.steps);
+    optim_.step(st.lr);
+    ++step_;
+    st.step = step_;
+    st.loss = double(r.loss);
+    st.texts = n;
+    return st;
+  }
+
+  /// Writes `dir`/checkpoint.safetensors atomically: head weights ("param.<name>"), AdamW
+  /// moments, and in its metadata the step, data position, RNG state, options and the head's
+  /// own metadata. One file, so a crash leaves the previous checkpoint or this one.
+  void save_checkpoint(const std::filesystem::path& dir) const {
+    std::filesystem::create_directories(dir);
+    io::SafetensorsWriter w;
+    for (const P* p : optim_.parameters()) w.add("param." + p->name, p->value, p->shape);
+    for (const auto& [k, m] : optim_.state()) w.add(k, m);
+    for (const auto& [k, v] : identity()) w.set_metadata(k, v);
+    w.set_metadata("step", std::to_string(step_));
+    w.set_metadata("epoch", std::to_string(epoch_));
+    w.set_metadata("cursor", std::to_string(cursor_));
+    w.set_metadata("rng", rng_.state());
+    w.write(dir / "checkpoint.safetensors");
+  }
+
+  /// Restores a checkpoint written by save_checkpoint with the same head configuration, cache
+  /// and options (config_error naming the first difference).
+  void load_checkpoint(const std::filesystem::path& dir) {
+    const auto file = dir / "checkpoint.safetensors";
+    if (!std::filesystem::exists(file))
+      throw config_error(dir.string() + " holds no checkpoint.safetensors");
+    const auto f = io::SafetensorsFile::open(file);
+    const auto& meta = f.metadata();
+    for (const auto& [k, v] : identity()) {
+      auto it = meta.find(k);
+      if (it == meta.end() || it->second != v)
+        throw config_error(file.string() + ": '" + k + "' is " +
+                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
+                           ", this run has '" + v + "' (resume with the same cache and options)");
+    }
+    auto meta_int = [&](const std::string& k) -> std::int64_t {
+      auto it = meta.find(k);
+      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
+      try {
+        return std::stoll(it->second);
+      } catch (const std::exception&) {
+        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
+      }
+    };
+    auto read = [&](const std::string& name, MatrixX<Scalar>& dst) {
+      const io::TensorView& t = f.tensor(name);
+      if (t.dtype != io::DType::f32 || t.numel() != dst.size())
+        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
+                          " " + to_string(t.shape) + ", expected F32 with " +
+                          std::to_string(dst.size()) + " values");
+      std::memcpy(dst.data(), t.data.data(), t.data.size());
+    };
+    for (P* p : optim_.parameters()) read("param." + p->name, p->value);
+    auto st = optim_.state();
+    for (auto& [k, m] : st) read(k, m);
+    step_ = meta_int("step");
+    optim_.load_state(st, step_);
+    epoch_ = meta_int("epoch");
+    new_epoch();
+    cursor_ = meta_int("cursor");
+    rng_.set_state(meta.at("rng"));
+  }
+
+ private:
+  static std::string num(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    return buf;
+  }
+  /// What a checkpoint must agree on to be resumed by this trainer.
+  std::map<std::string, std::string> identity() const {
+    std::map<std::string, std::string> m;
+    for (const auto& [k, v] : head_.metadata()) m["head." + k] = v;
+    m["train.steps"] = std::to_string(opt_.steps);
+    m["train.batch"] = std::to_string(opt_.batch);
+    m["train.lr"] = num(opt_.lr);
+    m["train.warmup"] = std::to_string(opt_.warmup);
+    m["train.clip"] = num(opt_.clip);
+    m["train.seed"] = std::to_string(opt_.seed);
+    m["train.max_negatives"] = std::to_string(opt_.max_negatives);
+    m["train.scale"] = num(opt_.loss.scale);
+    m["train.symmetric"] = opt_.loss.symmetric ? "1" : "0";
+    m["train.hard_negatives"] = opt_.loss.hard_negatives ? "1" : "0";
+    m["train.weight_decay"] = num(opt_.adamw.weight_decay);
+    m["cache.n_texts"] = std::to_string(cache_.n_texts());
+    m["cache.capture"] = to_string(cache_.capture());
+    m["cache.model"] = cache_.model();
+    return m;
+  }
+
+  /// The permutation of epoch `epoch_` (a function of seed and epoch only) and cursor 0.
+  void new_epoch() {
+    const auto n = cache_.dataset().examples.size();
+    order_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) order_[i] = std::int64_t(i);
+    Rng r(opt_.seed * 0x9e3779b97f4a7c15ULL + std::uint64_t(epoch_) + 1);
+    r.shuffle(order_);
+    cursor_ = 0;
+  }
+
+  Head& head_;
+  const Cache& cache_;
+  TrainOptions opt_;
+  AdamW<P> optim_;
+  Rng rng_;
+  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  std::vector<std::int64_t> order_;
+};
+
+}  // namespace lmembed::train
