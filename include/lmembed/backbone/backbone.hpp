@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -37,6 +38,15 @@
 
 namespace lmembed {
 
+/// Where a forward call spent its time (benchmarks); filled when ForwardOptions::stats is set.
+struct ForwardStats {
+  double gemm_seconds = 0;       ///< the q|k|v, o, gate|up and down products
+  double gemm_flops = 0;         ///< 2 * M * N * K summed over those products
+  double attention_seconds = 0;  ///< softmax(q k^T) v per sequence and head
+  double other_seconds = 0;      ///< norms, RoPE, SwiGLU, embedding lookup, capture
+  std::int64_t tokens = 0;       ///< tokens run through the decoder
+};
+
 /// Options of one Backbone::forward call.
 struct ForwardOptions {
   /// Sequences longer than the model's n_ctx: false -> input_error; true -> keep their first
@@ -46,6 +56,8 @@ struct ForwardOptions {
   /// scratch memory; 0 picks the default (kDefaultChunkTokens).
   std::int64_t chunk_tokens = 0;
   static constexpr std::int64_t kDefaultChunkTokens = 1024;
+  /// When set, time per phase is added here (costs a clock read per phase).
+  ForwardStats* stats = nullptr;
 };
 
 /// A frozen decoder-only transformer: token ids in, captured hidden states out.
@@ -275,7 +287,8 @@ class Backbone {
     ws.kt.assign(std::max(1, threads_), std::vector<float>(max_len * cfg_.head_dim));
     init_rope(ws, max_len);
 
-    for (const auto& [s0, s1] : chunks) run_chunk(batch, seqs, s0, s1, spec, causal, ws, out);
+    for (const auto& [s0, s1] : chunks)
+      run_chunk(batch, seqs, s0, s1, spec, causal, ws, out, opt.stats);
     return out;
   }
 
@@ -310,7 +323,9 @@ class Backbone {
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
         for (std::int64_t i = 0; i < n; ++i) fn(i);
       } else {
-#pragma omp parallel for num_threads(threads_) schedule(static)
+        // Chunks of 16 rows handed out dynamically: a descheduled thread (shared machine)
+        // then holds up 16 rows, not half of them.
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 16)
         for (std::int64_t i = 0; i < n; ++i) fn(i);
       }
       return;
@@ -345,15 +360,38 @@ class Backbone {
   }
 
   void run_chunk(const TokenBatch& batch, const std::vector<Seq>& seqs, std::int64_t s0,
-                 std::int64_t s1, CaptureSpec spec, bool causal, Workspace& ws,
-                 Captured& out) const {
+                 std::int64_t s1, CaptureSpec spec, bool causal, Workspace& ws, Captured& out,
+                 ForwardStats* stats) const {
     const std::int64_t d = cfg_.d_model, dq = cfg_.q_dim(), dkv = cfg_.kv_dim(), ff = cfg_.d_ff,
                        hd = cfg_.head_dim, half = hd / 2, w3 = dq + 2 * dkv;
     const std::int64_t n_layers = cfg_.n_layers;
     // Chunk-local row of each sequence's first token.
     std::vector<std::int64_t> row0(s1 - s0 + 1, 0);
     for (std::int64_t s = s0; s < s1; ++s) row0[s - s0 + 1] = row0[s - s0] + seqs[s].length;
-    const std::int64_t T = row0.back();
+    // Rows in flight: every token, until the last layer of a last-token-only capture, where
+    // only each sequence's last row goes on past attention (see below).
+    std::int64_t T = row0.back();
+    // Phase timing for benchmarks: lap(bucket) charges the time since the previous lap.
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point last = stats ? Clock::now() : Clock::time_point{};
+    double unused = 0;
+    auto lap = [&](double& bucket) {
+      if (!stats) return;
+      const Clock::time_point now = Clock::now();
+      bucket += std::chrono::duration<double>(now - last).count();
+      last = now;
+    };
+    double& t_gemm = stats ? stats->gemm_seconds : unused;
+    double& t_attn = stats ? stats->attention_seconds : unused;
+    double& t_other = stats ? stats->other_seconds : unused;
+    auto gemm = [&](const float* a, std::int64_t lda, const detail::PackedWeight& w, float* c,
+                    std::int64_t ldc, bool accumulate) {
+      lap(t_other);
+      detail::gemm_nt(a, lda, T, w, c, ldc, accumulate, threads_, ws.gemm);
+      if (stats) stats->gemm_flops += 2.0 * static_cast<double>(T) * w.n * w.k;
+      lap(t_gemm);
+    };
+    if (stats) stats->tokens += T;
 
     // Embedding lookup and positions.
     for (std::int64_t s = s0; s < s1; ++s)
@@ -368,11 +406,18 @@ class Backbone {
     const std::int64_t group = cfg_.n_heads / cfg_.n_kv_heads;
     const std::int64_t n_seq_chunk = s1 - s0;
 
+    // Last layer, last-token capture: every token's k and v are still needed, but only each
+    // sequence's last query. Attention then runs for that query alone and writes compact rows
+    // 0..n_seq-1, the residual rows are compacted likewise, and the o-projection, MLP and
+    // final norm run on n_seq rows instead of T (saves ~1/n_layers of the work).
+    const bool last_only = spec.layers == CaptureLayers::last && spec.tokens == CaptureTokens::last;
+
     for (std::int64_t l = 0; l < n_layers; ++l) {
       const Layer& L = layers_[l];
+      const bool compact = last_only && l + 1 == n_layers;
       // --- attention block
       rms_norm_rows(ws.x, ws.h, L.attn_norm, T);
-      detail::gemm_nt(ws.h.data(), d, T, L.wqkv, ws.qkv.data(), w3, false, threads_, ws.gemm);
+      gemm(ws.h.data(), d, L.wqkv, ws.qkv.data(), w3, false);
       // Bias and rotary embedding in one pass (q and k heads share the table).
       parallel_for(T, static_cast<double>(w3 + 3 * (dq + dkv)), [&](std::int64_t t) {
         float* row = ws.qkv.data() + t * w3;
@@ -390,6 +435,7 @@ class Backbone {
           }
         }
       });
+      lap(t_other);
       // Attention per (sequence, head): K is transposed once into per-thread scratch so that
       // both products (q.K^T and p.V) are unit-stride axpy loops the compiler vectorizes.
       parallel_for(
@@ -406,7 +452,7 @@ class Backbone {
               const float* kj = base + j * w3 + dq + g * hd;
               for (std::int64_t c = 0; c < hd; ++c) kt[c * n + j] = kj[c];
             }
-            for (std::int64_t i = 0; i < n; ++i) {
+            for (std::int64_t i = compact ? n - 1 : 0; i < n; ++i) {
               const float* qi = base + i * w3 + h * hd;
               const std::int64_t nk = causal ? i + 1 : n;
               std::fill(srow, srow + nk, 0.0f);
@@ -417,13 +463,9 @@ class Backbone {
               }
               float mx = -std::numeric_limits<float>::infinity();
               for (std::int64_t j = 0; j < nk; ++j) mx = std::max(mx, srow[j]);
-              double sum = 0.0;
-              for (std::int64_t j = 0; j < nk; ++j) {
-                srow[j] = std::exp(srow[j] - mx);
-                sum += srow[j];
-              }
+              const double sum = detail::exp_shift_sum(srow, nk, mx);
               const float inv = static_cast<float>(1.0 / sum);
-              float* oi = ws.attn.data() + (r0 + i) * dq + h * hd;
+              float* oi = ws.attn.data() + (compact ? sl : r0 + i) * dq + h * hd;
               std::fill(oi, oi + hd, 0.0f);
               for (std::int64_t j = 0; j < nk; ++j) {
                 const float p = srow[j] * inv;
@@ -433,22 +475,38 @@ class Backbone {
             }
           },
           true);
-      detail::gemm_nt(ws.attn.data(), dq, T, L.wo, ws.x.data(), d, true, threads_, ws.gemm);
+      lap(t_attn);
+      if (compact) {
+        // Row of sequence sl's last token -> row sl; sources never precede their targets.
+        for (std::int64_t sl = 0; sl < n_seq_chunk; ++sl)
+          if (row0[sl + 1] - 1 != sl)
+            std::memcpy(ws.x.data() + sl * d, ws.x.data() + (row0[sl + 1] - 1) * d,
+                        sizeof(float) * d);
+        T = n_seq_chunk;
+      }
+      gemm(ws.attn.data(), dq, L.wo, ws.x.data(), d, true);
       // --- SwiGLU MLP
       rms_norm_rows(ws.x, ws.h, L.ffn_norm, T);
-      detail::gemm_nt(ws.h.data(), d, T, L.wgu, ws.gu.data(), 2 * ff, false, threads_, ws.gemm);
+      gemm(ws.h.data(), d, L.wgu, ws.gu.data(), 2 * ff, false);
       parallel_for(T, 20.0 * static_cast<double>(ff), [&](std::int64_t t) {
         float* g = ws.gu.data() + t * 2 * ff;
         const float* u = g + ff;
-        for (std::int64_t i = 0; i < ff; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+        detail::silu_mul(g, u, ff);
       });
-      detail::gemm_nt(ws.gu.data(), 2 * ff, T, L.wdown, ws.x.data(), d, true, threads_, ws.gemm);
+      gemm(ws.gu.data(), 2 * ff, L.wdown, ws.x.data(), d, true);
 
       if (spec.layers == CaptureLayers::all && l + 1 < n_layers)
         capture(ws.x, batch, seqs, s0, s1, row0, l, spec, out);
     }
     rms_norm_rows(ws.x, ws.h, out_norm_, T);
-    capture(ws.h, batch, seqs, s0, s1, row0, out.n_layers - 1, spec, out);
+    if (last_only) {
+      for (std::int64_t s = s0; s < s1; ++s)
+        std::memcpy(out.states.data() + s * cfg_.d_model, ws.h.data() + (s - s0) * cfg_.d_model,
+                    sizeof(float) * cfg_.d_model);
+    } else {
+      capture(ws.h, batch, seqs, s0, s1, row0, out.n_layers - 1, spec, out);
+    }
+    lap(t_other);
   }
 
   /// Copies (or averages) the rows `spec` asks for from a chunk's states into `out`.

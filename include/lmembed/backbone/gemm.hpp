@@ -5,12 +5,17 @@
 // panels of kNr output columns (k-major inside a panel), so that the micro-kernel reads it as
 // one contiguous stream, and only X is packed per call (O(M*K), negligible beside the
 // O(M*N*K) product). Eigen's general kernel reaches ~233 GFLOP/s on this machine's 2 cores; the
-// AVX-512 micro-kernel below keeps a 12 x 32 tile of C in 24 zmm registers and is what lets the
-// backbone pass 60 % of the machine's sgemm peak. Builds without AVX-512 (e.g. the ASan preset,
-// which has no -march=native) use a portable kernel on the same packed layout.
+// AVX-512 micro-kernel below keeps an 8 x 32 tile of C in 16 zmm registers (A broadcast from
+// the packed panel, two zmm loads of W per k) and matches OpenBLAS's sgemm per core here.
+// Block sizes were tuned on this machine (Zen 4, 32 KiB L1, 1 MiB L2): 8x32 with kc 512 and
+// mc 256 beat 12x32, 14x32, 10x32 and 6x32 tiles and kc 128..768 (bench/backbone, --gemm). Builds
+// without AVX-512 (e.g. the ASan preset, which has no -march=native) use a portable kernel on the
+// same packed layout.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -31,14 +36,14 @@
 namespace lmembed::detail {
 
 /// Rows of C (tokens) one micro-kernel call computes.
-inline constexpr int kMr = 12;
+inline constexpr int kMr = 8;
 /// Columns of C (output features) one micro-kernel call computes: two 16-float vectors.
 inline constexpr int kNr = 32;
-/// Depth of one block of the product: a packed W micro-panel (kKc x kNr floats = 24 KiB) stays
-/// in the 32 KiB L1 while kMc/kMr micro-kernels reuse it.
-inline constexpr int kKc = 192;
-/// Rows of X packed at once (kMc x kKc floats = 144 KiB, kept in the 1 MiB L2).
-inline constexpr int kMc = 192;
+/// Depth of one block of the product: a packed X micro-panel (kMr x kKc floats = 16 KiB) stays
+/// in L1 while a W micro-panel (kKc x kNr = 64 KiB) streams from L2.
+inline constexpr int kKc = 512;
+/// Rows of X packed at once (kMc x kKc floats = 512 KiB, kept in the 1 MiB L2).
+inline constexpr int kMc = 256;
 
 /// 64-byte aligned float buffer (std::vector gives no alignment guarantee for zmm loads).
 class AlignedBuffer {
@@ -142,7 +147,7 @@ inline void micro_kernel(const float* a, const float* b, std::int64_t kc, float*
     const __m512 b0 = _mm512_load_ps(b + kk * kNr);
     const __m512 b1 = _mm512_load_ps(b + kk * kNr + 16);
     const float* ak = a + kk * kMr;
-#pragma GCC unroll 12
+#pragma GCC unroll 8
     for (int i = 0; i < kMr; ++i) {
       const __m512 ai = _mm512_set1_ps(ak[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
@@ -198,8 +203,10 @@ struct GemmScratch {
 };
 
 /// C[m, n] (row stride ldc) = A[m, k] (row stride lda) * W^T, or += when accumulate.
-/// Runs on `threads` OpenMP threads, splitting the output columns (W panels) among them; each
-/// thread packs the A rows it needs itself (no barrier inside the product).
+/// Runs on `threads` OpenMP threads. The product is cut into tasks of (kMc rows of A, a group
+/// of W panels) handed out dynamically: on a shared machine a descheduled thread then delays
+/// one small task, not half of the product. Each task packs the A rows it needs itself (no
+/// barrier inside the product; the repacking costs ~1/(64 x panels per task) of the work).
 inline void gemm_nt(const float* a, std::int64_t lda, std::int64_t m, const PackedWeight& w,
                     float* c, std::int64_t ldc, bool accumulate, int threads,
                     GemmScratch& scratch) {
@@ -210,46 +217,106 @@ inline void gemm_nt(const float* a, std::int64_t lda, std::int64_t m, const Pack
       for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return;
   }
-  // Few panels per thread would starve the kernel; for small m one thread is as fast.
-  int nt = std::max(1, std::min<int>(threads, static_cast<int>(panels)));
-  if (m * n * k < (1 << 18)) nt = 1;
+  // Small products are faster on one thread than the fork/join costs.
+  int nt = std::max(1, threads);
+  if (static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < 2e6) nt = 1;
+  const std::int64_t m_blocks = (m + kMc - 1) / kMc;
+  // About 8 tasks per thread, at least 2 panels (64 columns) each.
+  const std::int64_t want = std::max<std::int64_t>(1, 8 * nt / m_blocks);
+  const std::int64_t group = std::max<std::int64_t>(2, (panels + want - 1) / want);
+  const std::int64_t groups = (panels + group - 1) / group;
+  const std::int64_t tasks = m_blocks * groups;
+  if (tasks < nt) nt = static_cast<int>(tasks);
   if (static_cast<int>(scratch.per_thread.size()) < nt) scratch.per_thread.resize(nt);
   const std::size_t a_block = static_cast<std::size_t>(((kMc + kMr - 1) / kMr) * kMr * kKc);
   for (int t = 0; t < nt; ++t) scratch.per_thread[t].resize(a_block);
 
-  auto work = [&](int t) {
-    // Contiguous panel range per thread: each streams its own part of W.
-    const std::int64_t p_begin = panels * t / nt, p_end = panels * (t + 1) / nt;
-    float* pa = scratch.per_thread[t].data();
-    for (std::int64_t m0 = 0; m0 < m; m0 += kMc) {
-      const std::int64_t mc = std::min<std::int64_t>(kMc, m - m0);
-      for (std::int64_t k0 = 0; k0 < k; k0 += kKc) {
-        const std::int64_t kc = std::min<std::int64_t>(kKc, k - k0);
-        pack_a(a, lda, m0, mc, k0, kc, pa);
-        const bool acc = accumulate || k0 > 0;
-        for (std::int64_t p = p_begin; p < p_end; ++p) {
-          const float* pb = w.data.data() + (p * k + k0) * kNr;
-          const int cols = static_cast<int>(std::min<std::int64_t>(kNr, n - p * kNr));
-          for (std::int64_t i = 0; i < mc; i += kMr) {
-            const int rows = static_cast<int>(std::min<std::int64_t>(kMr, mc - i));
-            micro_kernel(pa + (i / kMr) * kc * kMr, pb, kc, c + (m0 + i) * ldc + p * kNr, ldc, acc,
-                         rows, cols);
-          }
+  auto task = [&](std::int64_t id, float* pa) {
+    const std::int64_t m0 = (id / groups) * kMc, g = id % groups;
+    const std::int64_t mc = std::min<std::int64_t>(kMc, m - m0);
+    const std::int64_t p_begin = g * group, p_end = std::min(panels, p_begin + group);
+    for (std::int64_t k0 = 0; k0 < k; k0 += kKc) {
+      const std::int64_t kc = std::min<std::int64_t>(kKc, k - k0);
+      pack_a(a, lda, m0, mc, k0, kc, pa);
+      const bool acc = accumulate || k0 > 0;
+      for (std::int64_t p = p_begin; p < p_end; ++p) {
+        const float* pb = w.data.data() + (p * k + k0) * kNr;
+        const int cols = static_cast<int>(std::min<std::int64_t>(kNr, n - p * kNr));
+        for (std::int64_t i = 0; i < mc; i += kMr) {
+          const int rows = static_cast<int>(std::min<std::int64_t>(kMr, mc - i));
+          micro_kernel(pa + (i / kMr) * kc * kMr, pb, kc, c + (m0 + i) * ldc + p * kNr, ldc, acc,
+                       rows, cols);
         }
       }
     }
   };
 #ifdef _OPENMP
   if (nt > 1) {
+    std::atomic<std::int64_t> next{0};
 #pragma omp parallel num_threads(nt)
     {
-      // The runtime may grant fewer threads than asked (nesting, limits): cover every share.
-      for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) work(t);
+      float* pa = scratch.per_thread[omp_get_thread_num()].data();
+      for (std::int64_t id = next++; id < tasks; id = next++) task(id, pa);
     }
     return;
   }
 #endif
-  for (int t = 0; t < nt; ++t) work(t);
+  for (std::int64_t id = 0; id < tasks; ++id) task(id, scratch.per_thread[0].data());
+}
+
+#if defined(__AVX512F__)
+/// e^x for 16 floats (Cephes expf: x = n ln2 + r, degree-6 polynomial on |r| <= ln2/2, then
+/// scale by 2^n); within ~2 ulp of std::exp, and 0 / inf at the ends like it.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-103.9f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/// g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u: SwiGLU's elementwise step, vectorized
+/// (scalar std::exp would cost ~10 % of a forward pass).
+inline void silu_mul(float* g, const float* u, std::int64_t n) {
+  std::int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(g + i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    _mm512_storeu_ps(
+        g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+  }
+#endif
+  for (; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+/// x[i] = e^(x[i] - shift); returns the sum (in double, as ggml's softmax accumulates).
+inline double exp_shift_sum(float* x, std::int64_t n, float shift) {
+  std::int64_t i = 0;
+  double sum = 0.0;
+#if defined(__AVX512F__)
+  const __m512 s = _mm512_set1_ps(shift);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+    _mm512_storeu_ps(x + i, e);
+    sum += static_cast<double>(_mm512_reduce_add_ps(e));
+  }
+#endif
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
 }
 
 }  // namespace lmembed::detail
