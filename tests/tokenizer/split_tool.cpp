@@ -1,6 +1,6 @@
 // Test helper: prints how a named pre-tokenizer splits texts, for the Python reference test.
 // Input (stdin): one hex-encoded UTF-8 text per line. Output: one line per text, the words
-// hex-encoded and separated by spaces.
+// hex-encoded and separated by spaces. With --nfc instead of a name: each text's NFC form, hex.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -20,8 +20,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto pre = lmembed::detail::PreTokenizer::named(argv[1]);
     std::string line;
+    if (std::string(argv[1]) == "--nfc") {
+      while (std::getline(std::cin, line)) {
+        std::string out;
+        char buf[3];
+        for (unsigned char c : lmembed::detail::unicode::nfc(unhex(line))) {
+          std::snprintf(buf, sizeof buf, "%02x", c);
+          out += buf;
+        }
+        std::cout << out << '\n';
+      }
+      return 0;
+    }
+    const auto pre = lmembed::detail::PreTokenizer::named(argv[1]);
     while (std::getline(std::cin, line)) {
       std::string out;
       for (const std::string& w : lmembed::detail::split_words(pre, unhex(line))) {

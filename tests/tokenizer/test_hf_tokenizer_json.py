@@ -156,6 +156,28 @@ def main():
         write(os.path.join(d, "tokenizer_config.json"),
               {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>"})
         failures += check("llama-2 BPE+byte_fallback", tokenize(lpath, texts, "--no-bos"), want, texts)
+        # The newer layout of the same tokenizer: no normalizer, a Metaspace pre-tokenizer.
+        mj = llama_json(lmeta)
+        mj["normalizer"] = None
+        mj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                               "prepend_scheme": "first", "split": False}
+        mj["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]}
+        d = os.path.join(tmp, "llama-metaspace")
+        os.makedirs(d)
+        mpath = os.path.join(d, "tokenizer.json")
+        write(mpath, mj)
+        # HF's Metaspace adds no U+2581 to a text that starts with a space (unlike the legacy
+        # Prepend normalizer the vectors were made with), so compare the other strings.
+        keep = [i for i, t in enumerate(texts) if not t.startswith(" ")]
+        failures += check("llama-2 Metaspace (texts not starting with a space)",
+                          tokenize(mpath, [texts[i] for i in keep], "--no-bos"),
+                          [want[i] for i in keep], [texts[i] for i in keep])
+        got = tokenize(mpath, [" Hello"], "--no-bos")[0]
+        if got != [15043]:  # "▁Hello"
+            print("Metaspace ' Hello':", got)
+            failures += 1
         # BOS from the template by default; EOS on request.
         got = tokenize(lpath, ["Hello world"], "--eos")[0]
         if got != [1, 15043, 3186, 2]:

@@ -9,6 +9,10 @@ llama-bpe vectors, whose vocabulary is not available) and 3000 random strings dr
 digits, marks, punctuation, symbols, whitespace (CR/LF/tab/NBSP/U+3000...), apostrophe
 contractions, CJK, Hangul and emoji.
 
+Also lmembed's NFC normalizer (HF "NFC", e.g. Qwen2's tokenizer.json) against Python's
+unicodedata.normalize("NFC") on 3500 strings of decomposable letters, combining marks in mixed
+orders, Hangul jamo and syllables (code points assigned in Python's Unicode version only).
+
 Deviations of llama.cpp that the reference reproduces on purpose:
  - `$` is ECMAScript's (end of segment only): written \\Z here;
  - patterns without \\p{..} (deepseek's explicit classes) run through std::wregex on a text whose
@@ -144,6 +148,27 @@ def main():
     got = run_tool("llama-bpe", ["Hello, y'all! How are you 😁 ?我想在apple工作1314151天～"])[0]
     assert got == ["Hello", ",", " y", "'all", "!", " How", " are", " you", " 😁", " ?",
                    "我想在apple工作", "131", "415", "1", "天", "～"], got
+    # NFC
+    rnd = random.Random(99)
+    cps = (list(range(0x41, 0x7B)) + list(range(0xC0, 0x250)) + list(range(0x300, 0x370)) +
+           list(range(0x1E00, 0x1F00)) + list(range(0x1100, 0x1113)) + list(range(0x1161, 0x1176)) +
+           list(range(0x11A8, 0x11C3)) + list(range(0xAC00, 0xAC60)) + list(range(0x0590, 0x05C8)) +
+           list(range(0x0900, 0x0970)) + list(range(0x1D15E, 0x1D165)) +
+           [0x2126, 0x212B, 0xF900, 0x0344, 0x0F73, 0x1F80, 0x3099, 0x309A, 0x304B, 0x30CF])
+    pool = [chr(c) for c in cps if assigned(chr(c))]
+    nfc_texts = ["".join(rnd.choice(pool) for _ in range(rnd.randint(1, 12))) for _ in range(3000)]
+    nfc_texts += [unicodedata.normalize("NFD", t) for t in nfc_texts[:500]]
+    inp = "".join(t.encode("utf-8").hex() + "\n" for t in nfc_texts)
+    res = subprocess.run([TOOL, "--nfc"], input=inp.encode(), capture_output=True, check=True)
+    got = [bytes.fromhex(x).decode("utf-8") for x in res.stdout.decode().split("\n")[:-1]]
+    bad = [i for i, t in enumerate(nfc_texts) if got[i] != unicodedata.normalize("NFC", t)]
+    for i in bad[:3]:
+        print(f"[nfc] {nfc_texts[i]!r}: lmembed {got[i]!r} "
+              f"python {unicodedata.normalize('NFC', nfc_texts[i])!r}")
+    changed = sum(1 for t in nfc_texts if unicodedata.normalize("NFC", t) != t)
+    print(f"nfc: {len(nfc_texts) - len(bad)}/{len(nfc_texts)} identical to unicodedata "
+          f"(Unicode {unicodedata.unidata_version}; {changed} texts change under NFC)")
+    failures += len(bad)
     if failures:
         print(f"FAILED: {failures} texts differ")
         return 1

@@ -122,6 +122,11 @@ TEST(UnicodeTables, CategoriesAndWhitespace) {
   EXPECT_EQ(uc::byte_to_cpt()['a'], static_cast<std::uint32_t>('a'));
   EXPECT_EQ(uc::byte_to_cpt()[' '], 0x120u);  // 'Ġ'
   EXPECT_EQ(uc::byte_to_cpt()[0], 0x100u);
+  // NFC (the Python test compares 3,500 strings with unicodedata): compose, reorder, Hangul.
+  EXPECT_EQ(uc::nfc("e\xCC\x81"), "\xC3\xA9");                     // e + U+0301 -> U+00E9
+  EXPECT_EQ(uc::nfc("\xE1\x84\x80\xE1\x85\xA1"), "\xEA\xB0\x80");  // jamo -> U+AC00
+  EXPECT_EQ(uc::nfc("\xE2\x84\xAB"), "\xC3\x85");                  // U+212B (singleton) -> U+00C5
+  EXPECT_EQ(uc::nfc("plain ascii"), "plain ascii");
   for (int b = 0; b < 256; ++b)
     EXPECT_EQ(uc::cpt_to_byte(uc::byte_to_cpt()[static_cast<std::size_t>(b)]), b);
 }

@@ -460,7 +460,6 @@ class Tokenizer {
     }
     Scratch s;
     bool prev_special = true;  // SPM: a space is prefixed to text at the start or after a token
-    bool first_text = true;
     for (const Fragment& fr : partition(text, opt.parse_special)) {
       if (fr.token >= 0) {
         out.push_back(fr.token);
@@ -471,9 +470,8 @@ class Tokenizer {
       if (model_ == Model::spm)
         encode_spm(piece, add_space_prefix_ && prev_special, s, out);
       else
-        encode_bpe(piece, first_text, s, out);
+        encode_bpe(piece, fr.offset == 0, s, out);  // "first": at the start of the input
       prev_special = false;
-      first_text = false;
     }
     if (opt.add_eos.value_or(add_eos_)) {
       if (eos_ < 0) throw config_error(source_ + ": the model defines no EOS token");
@@ -860,13 +858,16 @@ class Tokenizer {
           break;
         }
         case detail::NormStep::Kind::nfc:
-          break;  // see docs/tokenizer.md: not applied
+          s = detail::unicode::nfc(s);
+          break;
       }
     }
-    if (metaspace_) {
+    if (metaspace_) {  // HF Metaspace: spaces become U+2581, then the prefix unless present
       std::string r;
       const bool prepend = metaspace_prepend_ == 2 || (metaspace_prepend_ == 1 && first);
-      if (prepend && !(s.size() >= 3 && s.compare(0, 3, "\xe2\x96\x81") == 0)) r += "\xe2\x96\x81";
+      if (prepend && !(!s.empty() && s[0] == ' ') &&
+          !(s.size() >= 3 && s.compare(0, 3, "\xe2\x96\x81") == 0))
+        r += "\xe2\x96\x81";
       for (char c : s) {
         if (c == ' ')
           r += "\xe2\x96\x81";

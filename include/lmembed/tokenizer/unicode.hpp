@@ -181,4 +181,109 @@ inline int cpt_to_byte(std::uint32_t cpt) {
   return cpt < table.size() ? table[cpt] : -1;
 }
 
+/// Canonical combining class of a code point (0 for starters).
+inline std::uint8_t combining_class(std::uint32_t cpt) {
+  if (cpt < 0x300) return 0;
+  const auto* end = std::end(kCombiningClass);
+  const auto* it = std::lower_bound(std::begin(kCombiningClass), end, cpt,
+                                    [](const CccEntry& e, std::uint32_t c) { return e.cpt < c; });
+  return (it != end && it->cpt == cpt) ? it->ccc : 0;
+}
+
+namespace detail_nfc {
+inline constexpr std::uint32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+inline constexpr std::uint32_t kLCount = 19, kVCount = 21, kTCount = 28;
+inline constexpr std::uint32_t kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
+
+// Appends the full canonical decomposition of c.
+inline void decompose(std::uint32_t c, std::vector<std::uint32_t>& out) {
+  if (c >= kSBase && c < kSBase + kSCount) {  // Hangul syllable, algorithmic
+    const std::uint32_t s = c - kSBase;
+    out.push_back(kLBase + s / kNCount);
+    out.push_back(kVBase + (s % kNCount) / kTCount);
+    if (s % kTCount) out.push_back(kTBase + s % kTCount);
+    return;
+  }
+  if (c >= 0xC0) {
+    const auto* end = std::end(kDecompositions);
+    const auto* it =
+        std::lower_bound(std::begin(kDecompositions), end, c,
+                         [](const Decomposition& d, std::uint32_t x) { return d.cpt < x; });
+    if (it != end && it->cpt == c) {
+      decompose(it->first, out);
+      if (it->second) decompose(it->second, out);
+      return;
+    }
+  }
+  out.push_back(c);
+}
+
+// The primary composite of (a, b), or 0.
+inline std::uint32_t compose(std::uint32_t a, std::uint32_t b) {
+  if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
+    return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase &&
+      b < kTBase + kTCount)
+    return a + (b - kTBase);
+  const auto* end = std::end(kCompositions);
+  const auto* it = std::lower_bound(
+      std::begin(kCompositions), end, std::pair<std::uint32_t, std::uint32_t>{a, b},
+      [](const Composition& c, const std::pair<std::uint32_t, std::uint32_t>& k) {
+        return c.first < k.first || (c.first == k.first && c.second < k.second);
+      });
+  return (it != end && it->first == a && it->second == b) ? it->composite : 0;
+}
+}  // namespace detail_nfc
+
+/// Unicode Normalization Form C (canonical decomposition, canonical ordering, canonical
+/// composition; UAX #15). Invalid UTF-8 bytes become U+FFFD first, except in text whose bytes
+/// are all below 0xCC (code points below U+0300, already NFC), which is returned unchanged.
+inline std::string nfc(std::string_view s) {
+  bool simple = true;
+  for (unsigned char b : s)
+    if (b >= 0xCC) {  // a lead byte of U+0300 or above (or an invalid byte)
+      simple = false;
+      break;
+    }
+  if (simple) return std::string(s);
+  std::vector<std::uint32_t> d;
+  d.reserve(s.size());
+  for (std::size_t pos = 0; pos < s.size();) detail_nfc::decompose(next_cpt(s, pos), d);
+  // Canonical ordering: stable sort of each run of non-starters by combining class.
+  for (std::size_t i = 0; i < d.size();) {
+    if (combining_class(d[i]) == 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < d.size() && combining_class(d[j]) != 0) ++j;
+    std::stable_sort(
+        d.begin() + static_cast<std::ptrdiff_t>(i), d.begin() + static_cast<std::ptrdiff_t>(j),
+        [](std::uint32_t a, std::uint32_t b) { return combining_class(a) < combining_class(b); });
+    i = j;
+  }
+  // Canonical composition.
+  if (!d.empty()) {
+    std::size_t starter = 0, w = 1;
+    int last_class = combining_class(d[0]) ? 256 : 0;
+    for (std::size_t i = 1; i < d.size(); ++i) {
+      const std::uint32_t c = d[i];
+      const int cls = combining_class(c);
+      const std::uint32_t comp = detail_nfc::compose(d[starter], c);
+      if (comp && (last_class < cls || last_class == 0) && combining_class(d[starter]) == 0) {
+        d[starter] = comp;
+        continue;
+      }
+      if (cls == 0) starter = w;
+      last_class = cls;
+      d[w++] = c;
+    }
+    d.resize(w);
+  }
+  std::string out;
+  out.reserve(s.size());
+  for (std::uint32_t c : d) append_utf8(out, c);
+  return out;
+}
+
 }  // namespace lmembed::detail::unicode
