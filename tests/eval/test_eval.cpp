@@ -384,3 +384,16 @@ TEST(Runner, EmbedderErrorsAreReported) {
   EXPECT_THROW(lookup(std::vector<std::string>{"never seen"}, ""), lmembed::input_error);
   EXPECT_THROW(ev::LookupEmbedder(keys, Matrix(1, 3)), lmembed::shape_error);
 }
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(ev::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(ev::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // Two blocks (56 bytes: padding spills into a second block).
+  EXPECT_EQ(ev::sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  // The bundled model's published sha256 (data/PROVENANCE.md).
+  EXPECT_EQ(ev::sha256_file(data_dir() / "models" / "stories260K.gguf"),
+            "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
+  EXPECT_THROW(ev::sha256_file(data_dir() / "no-such-file"), lmembed::io_error);
+}

@@ -11,6 +11,7 @@
 #include "lmembed/eval/logreg.hpp"
 #include "lmembed/eval/metrics.hpp"
 #include "lmembed/eval/runner.hpp"
+#include "lmembed/eval/sha256.hpp"
 #include "lmembed/eval/stats.hpp"
 #include "lmembed/eval/tasks.hpp"
 #include "lmembed/eval/topk.hpp"

@@ -48,6 +48,15 @@ namespace lmembed::eval {
 using Embedder =
     std::function<Matrix(std::span<const std::string> texts, std::string_view instruction)>;
 
+/// The E5-style prompt prefix of a task instruction, as Tang & Yang 2024 (and E5-mistral)
+/// evaluate: "Instruct: {instruction}\nQuery: " ("" stays ""). Encoder-backed Embedders pass
+/// format_instruction(instruction) to Encoder::encode(texts, prefix), which leaves the prefix
+/// out of mean-style pooling.
+inline std::string format_instruction(std::string_view instruction) {
+  if (instruction.empty()) return {};
+  return "Instruct: " + std::string(instruction) + "\nQuery: ";
+}
+
 /// The scores of one task.
 struct TaskResult {
   std::string task;                       ///< task name, e.g. "sts-b"

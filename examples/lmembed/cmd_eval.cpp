@@ -1,0 +1,248 @@
+// `lmembed eval`: scores an embedding model (or precomputed embeddings) on MTEB-style tasks,
+// prints a table of main scores and writes one JSON record per task.
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <set>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "command.hpp"
+#include "lmembed/core/file.hpp"
+#include "lmembed/core/json.hpp"
+#include "lmembed/encoder.hpp"
+#include "lmembed/eval/eval.hpp"
+#include "lmembed/io/npy.hpp"
+#include "lmembed/version.hpp"
+
+namespace {
+
+namespace ev = lmembed::eval;
+using lmembed::json::Value;
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::filesystem::path default_data_dir() {
+  if (const char* e = std::getenv("LMEMBED_DATA_DIR"); e && *e) return e;
+#ifdef LMEMBED_DATA_DIR
+  return LMEMBED_DATA_DIR;
+#else
+  return "data";
+#endif
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+int run_eval(std::span<const std::string> argv) {
+  using lmembed::cli::Args;
+  using lmembed::cli::usage_error;
+  Args a(
+      argv,
+      "usage: lmembed eval --model PATH --attention A --pooling P [--head FILE] [options]\n"
+      "       lmembed eval --embeddings FILE.npy --texts FILE.jsonl [options]\n"
+      "       lmembed eval --dump-texts FILE.jsonl [--tasks ...] [--task-dir DIR ...]\n"
+      "Scores embeddings on MTEB-style tasks (see docs/evaluation.md), prints a table of main\n"
+      "scores and writes one JSON record per task.\n"
+      "  --model PATH          GGUF file or Hugging Face folder\n"
+      "  --attention A         causal | bidirectional\n"
+      "  --pooling P           eos | mean | latent | multi_layer | ... (trainable ones need "
+      "--head)\n"
+      "  --head FILE           trained pooling head (.safetensors); its sha256 is recorded\n"
+      "  --embeddings FILE     precomputed embeddings [n, d] (.npy), row i for line i of --texts\n"
+      "  --texts FILE          JSONL {\"instruction\", \"text\"} as written by --dump-texts\n"
+      "  --dump-texts FILE     write every (instruction, text) the tasks need, then exit\n"
+      "  --tasks LIST          comma-separated bundled tasks (default: all, unless --task-dir):\n"
+      "                        sts-b, banking77, banking77-clustering, snli-pairs, snli-retrieval\n"
+      "  --task-dir DIR        a task folder in MTEB's layout (repeatable)\n"
+      "  --data-dir DIR        lmembed's data folder (default: $LMEMBED_DATA_DIR or the source "
+      "tree's)\n"
+      "  --max-examples N      seeded subsample of each bundled task (0 = all; recorded)\n"
+      "  --seed S              task seed (default 42, MTEB's)\n"
+      "  --n-experiments N     classification experiments (default 10)\n"
+      "  --samples-per-label K classification training examples per label (default 8)\n"
+      "  --clustering-runs N   clustering runs (default 10)\n"
+      "  --batch-size N        texts per embedding call (default 256)\n"
+      "  --threads N           backbone threads (default: all)\n"
+      "  --no-instructions     embed texts without task instructions\n"
+      "  --output FILE         results JSON (default: none, table only)\n"
+      "  --quiet               no progress on stderr");
+  a.option("--model")
+      .option("--attention")
+      .option("--pooling")
+      .option("--head")
+      .option("--embeddings")
+      .option("--texts")
+      .option("--dump-texts")
+      .option("--tasks")
+      .option("--task-dir")
+      .option("--data-dir")
+      .option("--max-examples")
+      .option("--seed")
+      .option("--n-experiments")
+      .option("--samples-per-label")
+      .option("--clustering-runs")
+      .option("--batch-size")
+      .option("--threads")
+      .option("--output")
+      .flag("--no-instructions")
+      .flag("--quiet");
+  a.parse();
+  if (a.help()) {
+    std::cout << a.usage() << "\n";
+    return 0;
+  }
+  if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
+  const bool dump = a.has("--dump-texts"), pre = a.has("--embeddings"), model = a.has("--model");
+  if (static_cast<int>(dump) + static_cast<int>(pre) + static_cast<int>(model) != 1)
+    throw usage_error("give exactly one of --model, --embeddings and --dump-texts");
+  if (pre && !a.has("--texts")) throw usage_error("--embeddings needs --texts FILE.jsonl");
+  if (model && (!a.has("--attention") || !a.has("--pooling")))
+    throw usage_error("--model needs --attention and --pooling");
+
+  ev::EvalOptions opt;
+  opt.seed = static_cast<std::uint64_t>(a.get_int("--seed", 42));
+  opt.n_experiments = a.get_int("--n-experiments", opt.n_experiments);
+  opt.samples_per_label = a.get_int("--samples-per-label", opt.samples_per_label);
+  opt.clustering_runs = a.get_int("--clustering-runs", opt.clustering_runs);
+  opt.batch_size = a.get_int("--batch-size", opt.batch_size);
+  opt.progress = !a.has("--quiet");
+  if (opt.n_experiments < 1 || opt.samples_per_label < 1 || opt.clustering_runs < 1 ||
+      opt.batch_size < 1)
+    throw usage_error(
+        "--n-experiments, --samples-per-label, --clustering-runs and --batch-size must be >= 1");
+  ev::BundledOptions bopt;
+  bopt.max_examples = a.get_int("--max-examples", 0);
+  bopt.seed = opt.seed;
+  if (bopt.max_examples < 0) throw usage_error("--max-examples must be >= 0");
+
+  // Tasks: bundled by name, then folders.
+  std::vector<std::string> names;
+  if (a.has("--tasks"))
+    names = split_commas(*a.get("--tasks"));
+  else if (!a.has("--task-dir"))
+    names = ev::bundled_task_names();
+  const auto data_dir = std::filesystem::path(a.get_or("--data-dir", default_data_dir().string()));
+  std::vector<ev::Task> tasks;
+  for (const auto& n : names) tasks.push_back(ev::load_bundled_task(n, data_dir, bopt));
+  for (const auto& d : a.get_all("--task-dir")) tasks.push_back(ev::load_task_dir(d));
+  if (tasks.empty()) throw usage_error("no tasks to run");
+  const bool no_ins = a.has("--no-instructions");
+  if (no_ins)
+    for (auto& t : tasks) t.instruction.clear();
+
+  if (dump) {
+    std::string out;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& t : tasks)
+      for (auto& kv : ev::requested_texts(t))
+        if (seen.insert(kv).second) {
+          Value v = Value::object();
+          v["instruction"] = kv.first;
+          v["text"] = kv.second;
+          out += lmembed::json::dump(v) + "\n";
+        }
+    lmembed::write_file_atomic(*a.get("--dump-texts"), out);
+    std::cerr << "wrote " << seen.size() << " texts to " << *a.get("--dump-texts") << "\n";
+    return 0;
+  }
+
+  // The embedder and the record of what produced the embeddings.
+  ev::Embedder embed;
+  Value design = Value::object();
+  std::string model_name;
+  lmembed::AnyEncoder encoder;
+  if (model) {
+    lmembed::EncoderOptions eo;
+    eo.threads = static_cast<int>(a.get_int("--threads", 0));
+    const std::string head = a.get_or("--head", "");
+    encoder =
+        lmembed::make_encoder(*a.get("--model"), lmembed::parse_attention(*a.get("--attention")),
+                              *a.get("--pooling"), head, eo);
+    model_name = *a.get("--model");
+    design["attention"] = encoder->attention_name();
+    design["pooling"] = encoder->pooling_name();
+    design["head"] = head.empty() ? Value() : Value(head);
+    design["head_sha256"] = head.empty() ? Value() : Value(ev::sha256_file(head));
+    design["instruction_format"] = "Instruct: {instruction}\\nQuery: {text}";
+    lmembed::EncoderBase* enc = encoder.get();
+    embed = [enc](std::span<const std::string> texts, std::string_view instruction) {
+      return enc->encode(texts, ev::format_instruction(instruction));
+    };
+  } else {
+    const std::string texts_file = *a.get("--texts");
+    std::vector<std::pair<std::string, std::string>> keys;
+    const auto recs = ev::detail::read_jsonl(texts_file);
+    for (std::size_t i = 0; i < recs.size(); ++i)
+      keys.emplace_back(ev::detail::str_field(recs[i], "instruction", texts_file, i),
+                        ev::detail::str_field(recs[i], "text", texts_file, i));
+    const std::string npy = *a.get("--embeddings");
+    embed = ev::LookupEmbedder(std::move(keys), lmembed::io::read_npy(npy).to_matrix());
+    model_name = npy;
+    design["embeddings"] = npy;
+    design["embeddings_sha256"] = ev::sha256_file(npy);
+    design["texts"] = texts_file;
+  }
+
+  std::vector<ev::TaskResult> results;
+  for (const auto& t : tasks) results.push_back(ev::evaluate(t, embed, opt));
+
+  // Table of main scores.
+  std::cout << std::left << std::setw(24) << "task" << std::setw(21) << "category" << std::setw(12)
+            << "metric" << std::right << std::setw(9) << "value" << std::setw(10) << "seconds"
+            << "\n";
+  for (const auto& r : results)
+    std::cout << std::left << std::setw(24) << r.task << std::setw(21) << r.category
+              << std::setw(12) << r.main_metric << std::right << std::fixed << std::setprecision(4)
+              << std::setw(9) << r.main_score << std::setprecision(1) << std::setw(10) << r.seconds
+              << "\n";
+
+  if (auto out = a.get("--output")) {
+    Value doc = Value::object();
+    doc["schema"] = "lmembed.eval/1";
+    doc["lmembed_version"] = LMEMBED_VERSION_STRING;
+    doc["created_utc"] = utc_now();
+    doc["model"] = model_name;
+    doc["design"] = design;
+    Value settings = Value::object();
+    settings["seed"] = static_cast<long long>(opt.seed);
+    settings["n_experiments"] = static_cast<long long>(opt.n_experiments);
+    settings["samples_per_label"] = static_cast<long long>(opt.samples_per_label);
+    settings["clustering_runs"] = static_cast<long long>(opt.clustering_runs);
+    settings["cluster_size"] = static_cast<long long>(opt.cluster_size);
+    settings["max_examples"] = static_cast<long long>(bopt.max_examples);
+    settings["instructions"] = !no_ins;
+    doc["settings"] = std::move(settings);
+    Value recs = Value::array();
+    for (const auto& r : results) {
+      Value v = ev::to_json(r);
+      v["model"] = model_name;
+      v["design"] = design;
+      recs.push_back(std::move(v));
+    }
+    doc["records"] = std::move(recs);
+    lmembed::write_file_atomic(*out, lmembed::json::dump(doc, 1) + "\n");
+    if (opt.progress) std::cerr << "wrote " << *out << "\n";
+  }
+  return 0;
+}
+
+const lmembed::cli::Register reg{"eval", "Evaluate embeddings on MTEB-style tasks", &run_eval};
+
+}  // namespace
