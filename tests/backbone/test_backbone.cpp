@@ -227,6 +227,55 @@ TEST(BackboneLayouts, GgufAndHfAgreeAtEveryLayer) {
   }
 }
 
+/// A sharded HF checkpoint (model.safetensors.index.json + 2 shards, tensors split between
+/// them) gives exactly the states of the single-file checkpoint.
+TEST(BackboneLayouts, ShardedSafetensors) {
+  const fs::path src = kData / "golden/models/tiny-qwen2-hf";
+  const fs::path dir = fs::temp_directory_path() / "lmembed_backbone_sharded";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const io::SafetensorsFile whole = io::SafetensorsFile::open(src / "model.safetensors");
+  io::SafetensorsWriter shard[2];
+  json::Value map = json::Value::object();
+  std::size_t i = 0;
+  for (const io::TensorView& t : whole.tensors()) {
+    const int which = static_cast<int>(i++ % 2);
+    shard[which].add(t.name, t.dtype, t.shape, t.data);
+    map[t.name] = json::Value(which == 0 ? "model-00001-of-00002.safetensors"
+                                         : "model-00002-of-00002.safetensors");
+  }
+  shard[0].write(dir / "model-00001-of-00002.safetensors");
+  shard[1].write(dir / "model-00002-of-00002.safetensors");
+  json::Value index = json::Value::object();
+  index["metadata"] = json::Value::object();
+  index["weight_map"] = map;
+  write_file_atomic(dir / "model.safetensors.index.json", json::dump(index));
+  fs::copy_file(src / "config.json", dir / "config.json");
+  Backbone sharded = Backbone::load(dir);
+  sharded.set_threads(1);
+  const Backbone& single = model("golden/models/tiny-qwen2-hf");
+  const Golden& g = golden("tiny-qwen2");
+  TokenBatch batch;
+  for (std::size_t s = 0; s < 4; ++s) batch.add(g.sentences[s].ids);
+  const CaptureSpec spec{CaptureLayers::all, CaptureTokens::mean};
+  EXPECT_EQ(sharded.forward<attention::causal>(batch, spec).states,
+            single.forward<attention::causal>(batch, spec).states);
+  // A weight_map sending a tensor to the shard that lacks it: format_error naming the tensor.
+  const std::string moved = "model.layers.0.mlp.up_proj.weight";
+  const bool in_first = map[moved].as_string() == "model-00001-of-00002.safetensors";
+  map[moved] = json::Value(in_first ? "model-00002-of-00002.safetensors"
+                                    : "model-00001-of-00002.safetensors");
+  index["weight_map"] = map;
+  write_file_atomic(dir / "model.safetensors.index.json", json::dump(index));
+  try {
+    (void)Backbone::load(dir);
+    FAIL() << "expected format_error";
+  } catch (const format_error& e) {
+    EXPECT_NE(std::string(e.what()).find(moved), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 /// Capture semantics: every spec is a slice (or mean) of the all-layer, all-token states, and
 /// the last layer of CaptureLayers::all equals CaptureLayers::last.
 TEST(BackboneCapture, SpecsAreConsistent) {
