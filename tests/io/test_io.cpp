@@ -2,8 +2,10 @@
 // copies, the golden tiny models in GGUF and HF safetensors layout) and round trips.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include "lmembed/core/file.hpp"
@@ -236,6 +238,21 @@ TEST(Dtype, HalfAndBf16Conversions) {
   EXPECT_EQ(half_to_float(0x0001), std::ldexp(1.0f, -24));
   EXPECT_TRUE(std::isinf(half_to_float(0x7C00)));
   EXPECT_TRUE(std::isnan(half_to_float(0x7E00)));
+  // Every half converts exactly (reference: ldexp on the decoded fields).
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const int e = static_cast<int>((h >> 10) & 31);
+    const int man = static_cast<int>(h & 1023);
+    const float s = (h & 0x8000) ? -1.0f : 1.0f;
+    const float got = half_to_float(static_cast<std::uint16_t>(h));
+    if (e == 31) {
+      ASSERT_EQ(std::isnan(got), man != 0) << h;
+      if (man == 0) ASSERT_EQ(got, s * std::numeric_limits<float>::infinity()) << h;
+      continue;
+    }
+    const float want = e == 0 ? s * std::ldexp(static_cast<float>(man), -24)
+                              : s * std::ldexp(static_cast<float>(man + 1024), e - 25);
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(got), std::bit_cast<std::uint32_t>(want)) << h;
+  }
   // Every finite half round-trips exactly.
   for (std::uint32_t h = 0; h < 0x10000; ++h) {
     if ((h & 0x7C00) == 0x7C00) continue;

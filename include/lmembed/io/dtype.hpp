@@ -109,29 +109,22 @@ inline std::optional<std::int64_t> byte_size(DType t, std::int64_t numel) noexce
   return out;
 }
 
-/// IEEE binary16 bits to float (exact; subnormals, infinities and NaN kept).
+/// IEEE binary16 bits to float (exact; subnormals, infinities and NaN kept). Branch-free so
+/// that conversion loops vectorize: normal numbers are re-biased by a float multiply, and
+/// subnormals come out of a float subtraction against a magic constant.
 inline float half_to_float(std::uint16_t h) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1Fu;
-  std::uint32_t mant = h & 0x3FFu;
-  std::uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalize
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      bits = sign | (static_cast<std::uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3FFu) << 13);
-    }
-  } else if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + (127 - 15)) << 23) | (mant << 13);
-  }
-  return std::bit_cast<float>(bits);
+  const std::uint32_t w = static_cast<std::uint32_t>(h) << 16;
+  const std::uint32_t sign = w & 0x80000000u;
+  const std::uint32_t two_w = w + w;  // exponent and mantissa, sign shifted out
+  // Normal (and inf/NaN): shift into float position, add (127 - 15) + 112 to the exponent,
+  // then scale by 2^-112 so that exponent 31 lands on float's 255.
+  const float normalized =
+      std::bit_cast<float>((two_w >> 4) + (0xE0u << 23)) * std::bit_cast<float>(0x7800000u);
+  // Subnormal: mantissa m as the low bits of 0.5 * 2^0 plus m * 2^-24, minus 0.5.
+  const float denormalized = std::bit_cast<float>((two_w >> 17) | (126u << 23)) - 0.5f;
+  const std::uint32_t bits = two_w < (1u << 27) ? std::bit_cast<std::uint32_t>(denormalized)
+                                                : std::bit_cast<std::uint32_t>(normalized);
+  return std::bit_cast<float>(sign | bits);
 }
 
 /// float to IEEE binary16 bits, rounding to nearest even (overflow gives infinity; NaN stays NaN).
