@@ -246,7 +246,9 @@ TEST(Dtype, HalfAndBf16Conversions) {
     const float got = half_to_float(static_cast<std::uint16_t>(h));
     if (e == 31) {
       ASSERT_EQ(std::isnan(got), man != 0) << h;
-      if (man == 0) ASSERT_EQ(got, s * std::numeric_limits<float>::infinity()) << h;
+      if (man == 0) {
+        ASSERT_EQ(got, s * std::numeric_limits<float>::infinity()) << h;
+      }
       continue;
     }
     const float want = e == 0 ? s * std::ldexp(static_cast<float>(man), -24)
