@@ -124,7 +124,9 @@ const std::string kSt2 =
     R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"v":{"dtype":"F16","shape":[4],"data_offsets":[16,24]}})";
 
 /// Test names print as the case name, not as bytes.
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 std::vector<Case> cases() {
   std::vector<Case> c;
@@ -197,6 +199,15 @@ std::vector<Case> cases() {
                  return b;
                },
                "cannot fit"});
+  c.push_back({"gguf_array_elements_over_limit", Kind::gguf,
+               [] {
+                 // 2^24 + 1 UINT8 elements fit in the file, but would cost ~1 GB in memory.
+                 Bytes b;
+                 gguf_header(b, 0, 1).str("big").u32(9).u32(0).here();
+                 b.u64((1ull << 24) + 1).zeros((1u << 24) + 1);
+                 return b;
+               },
+               "exceeds the limit of 16777216"});
   c.push_back({"gguf_tensor_count_2p60", Kind::gguf,
                [] {
                  Bytes b;

@@ -289,6 +289,9 @@ class GgufFile {
  public:
   /// Nested metadata arrays deeper than this are refused (protects the stack).
   static constexpr int max_array_depth = 16;
+  /// Metadata array elements in all (real vocabularies hold under 2M); each element costs
+  /// ~56 bytes in memory, so this bounds what a hostile file can make us allocate.
+  static constexpr std::uint64_t max_array_elements = std::uint64_t{1} << 24;
 
   /// Maps and parses `path`; io_error when it cannot be read, format_error when it is not a
   /// valid GGUF v2/v3 file.
@@ -430,6 +433,11 @@ class GgufFile {
           r.fail(count_at, "key '" + key + "': array length " + std::to_string(count) + " of " +
                                to_string(elem) + " cannot fit in the " +
                                std::to_string(r.remaining()) + " bytes left in the file");
+        if (count > max_array_elements - array_elements_)
+          r.fail(count_at, "key '" + key + "': array length " + std::to_string(count) +
+                               " exceeds the limit of " + std::to_string(max_array_elements) +
+                               " metadata array elements in all");
+        array_elements_ += count;
         std::vector<GgufValue> items;
         items.reserve(static_cast<std::size_t>(count));
         for (std::uint64_t i = 0; i < count; ++i)
@@ -629,6 +637,7 @@ class GgufFile {
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = 32;
   std::uint64_t data_offset_ = 0;
+  std::uint64_t array_elements_ = 0;  // metadata array elements read so far
   std::vector<std::pair<std::string, GgufValue>> kv_;
   std::map<std::string, std::size_t, std::less<>> index_;
   std::vector<TensorView> tensors_;
