@@ -7,11 +7,15 @@
 //   gflops         2 * queries * docs * dim / time
 //   peak_rss_mb    peak resident set of the process (getrusage), after the run
 //   score_matrix_mb what a full [queries x docs] float score matrix would have taken
+// BM_Dense_FullScoreMatrix is the naive baseline (whole corpus and score matrix resident).
 // Run: bench/bench_eval_topk [--benchmark_filter=...]; set OMP_NUM_THREADS to the cores used.
+// Times are wall-clock (UseRealTime), since the GEMMs run on OpenMP threads.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <random>
+#include <vector>
 
 #include "lmembed/eval/topk.hpp"
 
@@ -63,6 +67,36 @@ BENCHMARK(BM_TopK_Streaming)
     ->Args({100000, 1000, 4096})
     ->Args({100000, 5000, 4096})
     ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+
+// The naive alternative, for comparison: one full [queries x docs] score matrix, then a
+// partial selection per row. Registered last: peak RSS is a process-wide maximum.
+void BM_Dense_FullScoreMatrix(benchmark::State& state) {
+  const std::int64_t n_docs = state.range(0), n_queries = state.range(1), dim = 1024, k = 100;
+  const lmembed::Matrix Q = random_unit_rows(n_queries, dim, 1);
+  const lmembed::Matrix D = random_unit_rows(n_docs, dim, 3);
+  for (auto _ : state) {
+    const lmembed::Matrix S = Q * D.transpose();
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(n_docs));
+    for (std::int64_t q = 0; q < n_queries; ++q) {
+      for (std::int64_t j = 0; j < n_docs; ++j) idx[static_cast<std::size_t>(j)] = j;
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                        [&](std::int64_t a, std::int64_t b) { return S(q, a) > S(q, b); });
+      benchmark::DoNotOptimize(idx.data());
+    }
+  }
+  const double docs = static_cast<double>(n_docs) * static_cast<double>(state.iterations());
+  state.counters["docs_per_s"] = benchmark::Counter(docs, benchmark::Counter::kIsRate);
+  state.counters["gflops"] =
+      benchmark::Counter(2e-9 * docs * static_cast<double>(n_queries) * static_cast<double>(dim),
+                         benchmark::Counter::kIsRate);
+  state.counters["peak_rss_mb"] = peak_rss_mb();
+}
+BENCHMARK(BM_Dense_FullScoreMatrix)
+    ->Args({100000, 1000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
     ->Iterations(1);
 
 }  // namespace

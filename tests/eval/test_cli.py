@@ -119,4 +119,27 @@ for p, h, y in zip(lines(os.path.join(snli, "s1.dev")), lines(os.path.join(snli,
 ref_ap = average_precision_score(lab, cos)
 print(f"snli-pairs AP: lmembed {rec['value']:.10f}, sklearn {ref_ap:.10f}")
 assert abs(rec["value"] - ref_ap) < 1e-6, (rec["value"], ref_ap)
+
+# The model path: stories260K, mean pooling, a small seeded STS-B subsample.
+model = os.path.join(DATA, "models", "stories260K.gguf")
+out3 = os.path.join(tmp, "results3.json")
+r = subprocess.run([CLI, "eval", "--model", model, "--attention", "causal", "--pooling", "mean",
+                    "--tasks", "sts-b", "--max-examples", "60", "--threads", "1", "--quiet",
+                    "--data-dir", DATA, "--output", out3], capture_output=True, text=True)
+if r.returncode != 0:
+    print(r.stdout, r.stderr)
+    sys.exit(1)
+rec = json.load(open(out3))["records"][0]
+assert rec["model"] == model
+assert rec["design"]["attention"] == "causal" and rec["design"]["pooling"] == "mean"
+assert rec["design"]["head"] is None and rec["design"]["head_sha256"] is None
+assert rec["notes"]["subsample"].startswith("60 of 1500")
+assert -1 <= rec["value"] <= 1 and len(rec["per_example"]) == 60
+# A trainable pooling without its head is a clean error, not a crash.
+r = subprocess.run([CLI, "eval", "--model", model, "--attention", "causal", "--pooling",
+                    "latent", "--tasks", "sts-b", "--data-dir", DATA], capture_output=True,
+                   text=True)
+assert r.returncode == 1 and "head" in r.stderr, (r.returncode, r.stderr)
+r = subprocess.run([CLI, "eval", "--embeddings", npy], capture_output=True, text=True)
+assert r.returncode == 2 and "--texts" in r.stderr, (r.returncode, r.stderr)
 print("lmembed eval CLI checks passed")
