@@ -690,3 +690,70 @@ TEST(Hostile, TruncatedAnywhere) {
     EXPECT_THROW((void)GgufFile::from_bytes(cut, "cut.gguf"), format_error) << n;
   }
 }
+
+// Every GGUF metadata value type, nested arrays and arrays of strings, with typed getters.
+TEST(Gguf, EveryValueTypeAndNestedArrays) {
+  Bytes b;
+  gguf_header(b, 0, 15, 2);
+  b.str("u8").u32(0).u8(200);
+  b.str("i8").u32(1).put(std::int8_t{-5});
+  b.str("u16").u32(2).put(std::uint16_t{65535});
+  b.str("i16").u32(3).put(std::int16_t{-300});
+  b.str("u32").u32(4).u32(4000000000u);
+  b.str("i32").u32(5).put(std::int32_t{-7});
+  b.str("f32").u32(6).put(1.5f);
+  b.str("bool").u32(7).u8(1);
+  b.str("str").u32(8).str("héllo");
+  b.str("u64").u32(10).u64(1ull << 63);
+  b.str("i64").u32(11).put(std::int64_t{-(1ll << 40)});
+  b.str("f64").u32(12).put(0.1);
+  b.str("strings").u32(9).u32(8).u64(3).str("a").str("").str("ccc");
+  // [[1, 2], [3]] as an array of INT32 arrays
+  b.str("nested").u32(9).u32(9).u64(2).u32(5).u64(2).put(std::int32_t{1}).put(std::int32_t{2});
+  b.u32(5).u64(1).put(std::int32_t{3});
+  b.str("empty").u32(9).u32(6).u64(0);
+  const auto f = GgufFile::from_bytes(b.b, "types.gguf");
+  EXPECT_EQ(f.version(), 2u);
+  EXPECT_EQ(f.keys().size(), 15u);
+  EXPECT_EQ(f.get("u8").type(), GgufType::u8);
+  EXPECT_EQ(f.get_as<int>("u8"), 200);
+  EXPECT_EQ(f.get_as<int>("i8"), -5);
+  EXPECT_EQ(f.get_as<std::uint16_t>("u16"), 65535);
+  EXPECT_EQ(f.get_as<int>("i16"), -300);
+  EXPECT_EQ(f.get_as<std::uint32_t>("u32"), 4000000000u);
+  EXPECT_EQ(f.get_as<std::int64_t>("i32"), -7);
+  EXPECT_EQ(f.get_as<float>("f32"), 1.5f);
+  EXPECT_THROW(f.get_as<int>("f32"), config_error);  // 1.5 is not integral
+  EXPECT_TRUE(f.get_as<bool>("bool"));
+  EXPECT_THROW(f.get_as<bool>("u8"), config_error);
+  EXPECT_EQ(f.get_as<std::string>("str"), "h\xC3\xA9llo");
+  EXPECT_EQ(f.get_as<std::uint64_t>("u64"), 1ull << 63);
+  EXPECT_THROW(f.get_as<std::int64_t>("u64"), config_error);  // out of range
+  EXPECT_EQ(f.get_as<std::int64_t>("i64"), -(1ll << 40));
+  EXPECT_THROW(f.get_as<std::uint32_t>("i32"), config_error);  // negative
+  EXPECT_THROW(f.get_as<std::int8_t>("u8"), config_error);     // 200 > 127
+  EXPECT_EQ(f.get_as<double>("f64"), 0.1);
+  EXPECT_EQ(f.get_as<double>("i64"), -1099511627776.0);
+  EXPECT_EQ(f.get_as<std::vector<std::string>>("strings"),
+            (std::vector<std::string>{"a", "", "ccc"}));
+  EXPECT_THROW(f.get_as<std::vector<float>>("strings"), config_error);
+  const GgufValue& n = f.get("nested");
+  ASSERT_TRUE(n.is_array());
+  EXPECT_EQ(n.array_type(), GgufType::array);
+  ASSERT_EQ(n.size(), 2u);
+  EXPECT_EQ(n[0].as<std::vector<std::int32_t>>(), (std::vector<std::int32_t>{1, 2}));
+  EXPECT_EQ(n[1].as<std::vector<float>>(), (std::vector<float>{3.0f}));
+  EXPECT_EQ(f.get_as<std::vector<std::vector<std::int64_t>>>("nested"),
+            (std::vector<std::vector<std::int64_t>>{{1, 2}, {3}}));
+  EXPECT_THROW(n[2], config_error);
+  EXPECT_TRUE(f.get_as<std::vector<float>>("empty").empty());
+  EXPECT_EQ(f.get_or<int>("absent", 42), 42);
+  EXPECT_EQ(f.get_or<int>("i32", 42), -7);
+  try {
+    (void)f.get_as<std::string>("u8");
+    FAIL();
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("types.gguf"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'u8'"), std::string::npos) << e.what();
+  }
+}
