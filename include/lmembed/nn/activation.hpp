@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include <unsupported/Eigen/SpecialFunctions>
+
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
 
@@ -21,26 +23,40 @@ inline T gelu_grad(T x) {
   return cdf + x * pdf;
 }
 
+/// Phi(x) = 0.5 (1 + erf(x / sqrt 2)) elementwise, vectorized (Eigen's packet erf for float).
+template <class Derived>
+auto gelu_cdf(const Eigen::ArrayBase<Derived>& x) {
+  using T = typename Derived::Scalar;
+  return T(0.5) * (T(1) + (x * static_cast<T>(M_SQRT1_2)).erf());
+}
+/// phi(x) = exp(-x^2 / 2) / sqrt(2 pi) elementwise.
+template <class Derived>
+auto gelu_pdf(const Eigen::ArrayBase<Derived>& x) {
+  using T = typename Derived::Scalar;
+  return (T(-0.5) * x.square()).exp() * static_cast<T>(0.3989422804014327);
+}
+
 /// y = GELU(x), elementwise. The caller keeps x for backward.
 template <class T>
 void gelu_forward(const MatrixX<T>& x, MatrixX<T>& y) {
   y.resize(x.rows(), x.cols());
-  const Eigen::Index n = x.size();
-  const T* xs = x.data();
-  T* ys = y.data();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) ys[i] = gelu(xs[i]);
+  const Eigen::Index n = x.rows();
+#pragma omp parallel for schedule(static) if (x.size() > 65536)
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const auto xr = x.row(i).array();
+    y.row(i).array() = xr * gelu_cdf(xr);
+  }
 }
-/// dx = dy * GELU'(x).
+/// dx = dy * GELU'(x), GELU'(x) = Phi(x) + x phi(x).
 template <class T>
 void gelu_backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>& dx) {
   dx.resize(x.rows(), x.cols());
-  const Eigen::Index n = x.size();
-  const T* xs = x.data();
-  const T* g = dy.data();
-  T* o = dx.data();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) o[i] = g[i] * gelu_grad(xs[i]);
+  const Eigen::Index n = x.rows();
+#pragma omp parallel for schedule(static) if (x.size() > 65536)
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const auto xr = x.row(i).array();
+    dx.row(i).array() = dy.row(i).array() * (gelu_cdf(xr) + xr * gelu_pdf(xr));
+  }
 }
 
 /// GEGLU: x [n, 2h] is split into a value half (columns 0..h) and a gate half (h..2h), as
@@ -54,9 +70,9 @@ void geglu_forward(const MatrixX<T>& x, MatrixX<T>& y) {
   y.resize(n, h);
 #pragma omp parallel for schedule(static) if (n * h > 65536)
   for (Eigen::Index i = 0; i < n; ++i) {
-    const T* xr = x.data() + i * 2 * h;
-    T* yr = y.data() + i * h;
-    for (Eigen::Index j = 0; j < h; ++j) yr[j] = xr[j] * gelu(xr[h + j]);
+    const auto a = x.row(i).head(h).array();
+    const auto g = x.row(i).tail(h).array();
+    y.row(i).array() = a * g * gelu_cdf(g);
   }
 }
 /// d value = dy * GELU(gate); d gate = dy * value * GELU'(gate).
@@ -66,14 +82,12 @@ void geglu_backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>& dx) {
   dx.resize(n, 2 * h);
 #pragma omp parallel for schedule(static) if (n * h > 65536)
   for (Eigen::Index i = 0; i < n; ++i) {
-    const T* xr = x.data() + i * 2 * h;
-    const T* g = dy.data() + i * h;
-    T* o = dx.data() + i * 2 * h;
-    for (Eigen::Index j = 0; j < h; ++j) {
-      const T a = xr[j], b = xr[h + j];
-      o[j] = g[j] * gelu(b);
-      o[h + j] = g[j] * a * gelu_grad(b);
-    }
+    const auto a = x.row(i).head(h).array();
+    const auto g = x.row(i).tail(h).array();
+    const auto d = dy.row(i).array();
+    const RowVectorX<T> cdf = gelu_cdf(g).matrix();
+    dx.row(i).head(h).array() = d * g * cdf.array();
+    dx.row(i).tail(h).array() = d * a * (cdf.array() + g * gelu_pdf(g));
   }
 }
 

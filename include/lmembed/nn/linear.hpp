@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "lmembed/nn/gemm.hpp"
 #include "lmembed/nn/init.hpp"
 #include "lmembed/nn/param.hpp"
 
@@ -40,8 +41,7 @@ struct Linear {
       throw shape_error("Linear " + weight.name + ": input [" + std::to_string(x.rows()) + ", " +
                         std::to_string(x.cols()) + "] does not fit weight " +
                         to_string(weight.shape));
-    y.resize(x.rows(), out_features());
-    y.noalias() = x * weight.value.transpose();
+    matmul_nt(x, weight.value, y);
     if (has_bias) y.rowwise() += bias.value.row(0);
   }
   MatrixX<T> forward(const MatrixX<T>& x) const {
@@ -55,8 +55,8 @@ struct Linear {
     weight.grad.noalias() += dy.transpose() * x;
     if (has_bias) bias.grad.row(0) += dy.colwise().sum();
     if (dx) {
-      dx->resize(dy.rows(), in_features());
-      dx->noalias() = dy * weight.value;
+      const MatrixX<T> wt = weight.value.transpose();  // dx = dy W = dy (W^T)^T
+      matmul_nt(dy, wt, *dx);
     }
   }
 
