@@ -281,6 +281,7 @@ TEST(Json, ParseDumpAndErrors) {
   EXPECT_THROW(v.at("zzz"), config_error);
   EXPECT_EQ(json::dump(v), R"({"a":[1,2.5,"xé😀",true,null],"big":9007199254740993,"b":{"c":-3}})");
   EXPECT_EQ(json::dump(json::parse(json::dump(v, 2))), json::dump(v));
+  EXPECT_TRUE(json::Value(nullptr).is_null());
   json::Value o;
   o["z"] = 1;
   o["a"] = "s";

@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,8 @@ class Value {
 
   /// null.
   Value() = default;
+  /// null (so that Value(nullptr) is not taken for a const char*).
+  Value(std::nullptr_t) {}  // NOLINT(google-explicit-constructor)
   /// A boolean.
   Value(bool b) : type_(Type::boolean), bool_(b) {}  // NOLINT(google-explicit-constructor)
   /// An integer (exact).
