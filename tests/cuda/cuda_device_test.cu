@@ -14,7 +14,9 @@
 #include "cuda_test_util.hpp"
 #include "lmembed/backbone/backbone.hpp"
 #include "lmembed/cuda/cuda.cuh"
+#include "lmembed/cuda/encoder.cuh"
 #include "lmembed/cuda/reference.cuh"
+#include "lmembed/train/loss.hpp"
 
 namespace {
 
@@ -269,7 +271,8 @@ TEST(CudaGemm, CublasProductsMatchEigen) {
 void check_device_golden(const std::string& model, const std::string& name, double tol) {
   DeviceBackbone dev = DeviceBackbone::load(kData / model);
   const Golden& g = golden(name);
-  const TokenBatch batch = golden_batch(g, g.sentences.size());
+  const auto pick = golden_pick(g, g.sentences.size(), true);  // all 44 (cheap on a GPU)
+  const TokenBatch batch = golden_batch(g, pick);
   for (AttentionKind kind : {AttentionKind::causal, AttentionKind::bidirectional})
     for (CaptureTokens tok : {CaptureTokens::last, CaptureTokens::mean}) {
       const Captured c = dev.forward(batch, kind, {CaptureLayers::last, tok});
@@ -372,6 +375,151 @@ TEST(CudaBackbone, Bf16AndTf32StayCloseToF32) {
     for (Eigen::Index r = 0; r < a.states.rows(); ++r)
       EXPECT_LT(rel_diff(c.states.row(r).data(), a.states.row(r).data(), a.d), 3e-2);
   }
+}
+
+TEST(CudaOptim, GradNormClipAndFusedAdamWMatchTheHost) {
+  LMEMBED_REQUIRE_GPU();
+  const ParamPlan plan = plan_params({{"w", 1000, true}, {"b", 37, false}, {"w2", 5000, true}});
+  auto p = randn(plan.n, 1), g = randn(plan.n, 2, 3.0f);
+  std::vector<float> m(plan.n, 0.0f), v(plan.n, 0.0f);
+  auto dp = to_device(p), dg = to_device(g), dm = to_device(m), dv = to_device(v);
+  DeviceBuffer<std::byte> scratch(norm_scratch_bytes());
+  DeviceBuffer<float> norm(2);
+  double sq = 0;
+  for (float x : g) sq += double(x) * x;
+  const double want_norm = std::sqrt(sq), max_norm = 1.0;
+  for (int t = 1; t <= 3; ++t) {
+    launch_grad_norm(dg.data(), plan.n, float(max_norm), scratch.data(), norm.data(), nullptr);
+    const AdamWStep h = AdamWStep::make(1e-3, 0.9, 0.999, 1e-8, 0.01, t);
+    launch_adamw(dp.data(), dg.data(), dm.data(), dv.data(), plan, h, norm.data(), nullptr);
+    const auto nc = to_host(norm, 2);
+    EXPECT_NEAR(nc[0], want_norm, 1e-5 * want_norm);
+    const float coef = float(max_norm / (want_norm + 1e-6));
+    EXPECT_NEAR(nc[1], coef, 1e-6 * coef);
+    AdamWStep hh = h;
+    hh.grad_scale = nc[1];
+    for (std::int64_t i = 0; i < plan.n; ++i)
+      adamw_update(p[i], g[i], m[i], v[i], hh, i < plan.n_decay);
+  }
+  EXPECT_LT(max_abs(to_host(dp, plan.n), p), 1e-6);
+  EXPECT_LT(max_abs(to_host(dv, plan.n), v), 1e-9);
+  // Deterministic reduction: the same gradients give the same norm bits.
+  launch_grad_norm(dg.data(), plan.n, 0.0f, scratch.data(), norm.data(), nullptr);
+  const auto a = to_host(norm, 2);
+  launch_grad_norm(dg.data(), plan.n, 0.0f, scratch.data(), norm.data(), nullptr);
+  EXPECT_EQ(to_host(norm, 2), a);
+  EXPECT_EQ(a[1], 1.0f);  // max_norm <= 0 only measures
+}
+
+TEST(CudaRetrieval, TopKEqualsTheCpuIncludingTies) {
+  LMEMBED_REQUIRE_GPU();
+  // Coarse values make many exact score ties; the order must still equal eval::search_topk's.
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-2, 2);
+  Matrix q(37, 16), c(1000, 16);
+  for (Eigen::Index i = 0; i < q.size(); ++i) q.data()[i] = float(small(rng));
+  for (Eigen::Index i = 0; i < c.size(); ++i) c.data()[i] = float(small(rng)) * 0.5f;
+  c.row(17).setZero();
+  for (std::int64_t k : {1, 10, 300}) {
+    const auto want = eval::search_topk(q, c, k, 128);
+    const auto got = lmembed::cuda::search_topk(q, c, k, 8, 96);  // many blocks on both axes
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got[i].size(), want[i].size());
+      for (std::size_t j = 0; j < want[i].size(); ++j) {
+        EXPECT_EQ(got[i][j].doc, want[i][j].doc) << "query " << i << " rank " << j << " k " << k;
+        EXPECT_EQ(got[i][j].score, want[i][j].score);
+      }
+    }
+  }
+}
+
+using GpuMean = Encoder<attention::causal, pooling::mean, backend::cuda>;
+static_assert(std::is_same_v<GpuMean::backend_type, backend::cuda>,
+              "Encoder<..., backend::cuda> resolves to the CUDA specialization");
+
+TEST(CudaEncoder, RuntimeChoicesAreCheckedBeforeTouchingTheDevice) {
+  // Runs on every machine: a bad pooling name fails before any model or device work.
+  EXPECT_THROW(lmembed::cuda::make_encoder(kData / "models/stories260K.gguf", AttentionKind::causal,
+                                           "no_such_pooling"),
+               config_error);
+}
+
+TEST(CudaEncoder, SameEmbeddingsAsTheCpuEncoder) {
+  LMEMBED_REQUIRE_GPU();
+  const auto model = kData / "models/stories260K.gguf";
+  const std::vector<std::string> texts = {"Once upon a time", "A man is playing a flute.", "Hello",
+                                          std::string(200, 'a')};
+  for (AttentionKind kind : {AttentionKind::causal, AttentionKind::bidirectional})
+    for (const char* pooling : {"mean", "eos"}) {
+      EncoderOptions o;
+      o.eos_check = EosCheck::off;
+      AnyEncoder gpu = lmembed::cuda::make_encoder(model, kind, pooling, {}, o);
+      AnyEncoder cpu = lmembed::make_encoder(model, kind, pooling, {}, o);
+      const Matrix a = gpu->encode(texts), b = cpu->encode(texts);
+      ASSERT_EQ(a.rows(), b.rows());
+      for (Eigen::Index r = 0; r < a.rows(); ++r)
+        EXPECT_LT(rel_diff(a.row(r).data(), b.row(r).data(), a.cols()), 1e-4) << pooling;
+      EXPECT_THROW(gpu->backbone(), config_error);
+    }
+}
+
+TEST(CudaLoss, InfoNceAndGradientsMatchTheCpuLoss) {
+  LMEMBED_REQUIRE_GPU();
+  CublasHandle h = CublasHandle::create(nullptr);
+  const std::int64_t B = 24, N = 40, D = 96;
+  const auto q = randn(B * D, 1), c = randn((B + N) * D, 2);
+  const Matrix Q = Eigen::Map<const Matrix>(q.data(), B, D);
+  const Matrix C = Eigen::Map<const Matrix>(c.data(), B + N, D);
+  for (bool symmetric : {false, true}) {
+    train::InfoNceOptions o;
+    o.symmetric = symmetric;
+    const auto want = train::info_nce<float>(Q, C.topRows(B), C.bottomRows(N), o);
+    auto dq = to_device(q), dc = to_device(c);
+    DeviceBuffer<float> loss(1), gq(B * D), gc((B + N) * D);
+    std::size_t bytes = 0;
+    info_nce_device(nullptr, bytes, h.get(), dq.data(), dc.data(), B, N, D, 20.0f, symmetric,
+                    loss.data(), gq.data(), gc.data(), nullptr);
+    DeviceBuffer<std::byte> ws(bytes);
+    info_nce_device(ws.data(), bytes, h.get(), dq.data(), dc.data(), B, N, D, 20.0f, symmetric,
+                    loss.data(), gq.data(), gc.data(), nullptr);
+    EXPECT_NEAR(to_host(loss, 1)[0], want.loss, 1e-4 * std::abs(want.loss));
+    Matrix wc(B + N, D);
+    wc.topRows(B) = want.d_positives;
+    wc.bottomRows(N) = want.d_negatives;
+    const auto got_q = to_host(gq, B * D), got_c = to_host(gc, (B + N) * D);
+    EXPECT_LT(
+        max_abs(got_q, std::vector<float>(want.d_queries.data(), want.d_queries.data() + B * D)),
+        1e-4 * want.d_queries.cwiseAbs().maxCoeff());
+    EXPECT_LT(max_abs(got_c, std::vector<float>(wc.data(), wc.data() + wc.size())),
+              1e-4 * wc.cwiseAbs().maxCoeff());
+  }
+}
+
+TEST(CudaStream, DoubleBufferedUploadsFeedEveryBatchOnce) {
+  LMEMBED_REQUIRE_GPU();
+  Stream compute = Stream::create();
+  const std::int64_t n = 9, len = 5000;
+  DeviceBuffer<float> acc(len);
+  acc.zero(len, compute.get());
+  std::vector<double> want(len, 0.0);
+  stream_batches(
+      n, len * sizeof(float),
+      [&](std::int64_t i, std::span<std::byte> pinned) {
+        const std::int64_t m = i == 3 ? len / 2 : len;  // one short batch
+        auto* f = reinterpret_cast<float*>(pinned.data());
+        for (std::int64_t j = 0; j < m; ++j) f[j] = float(i + 1) + 0.001f * float(j % 100);
+        for (std::int64_t j = m; j < len; ++j) f[j] = 0.0f;
+        for (std::int64_t j = 0; j < len; ++j) want[j] += f[j];
+        return static_cast<std::size_t>(len) * sizeof(float);
+      },
+      [&](std::int64_t, const std::byte* dev, std::size_t bytes, cudaStream_t s) {
+        launch_add(acc.data(), reinterpret_cast<const float*>(dev),
+                   static_cast<std::int64_t>(bytes / sizeof(float)), s);
+      },
+      compute.get());
+  const auto got = to_host(acc, len);
+  for (std::int64_t j = 0; j < len; ++j) EXPECT_NEAR(got[j], want[j], 1e-3) << j;
 }
 
 }  // namespace

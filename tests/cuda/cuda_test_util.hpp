@@ -52,10 +52,19 @@ inline const Golden& golden(const std::string& name) {
   return cache.emplace(name, std::move(g)).first->second;
 }
 
-/// The first n golden sentences as one packed batch (each its own sequence).
-inline lmembed::TokenBatch golden_batch(const Golden& g, std::size_t n) {
+/// Indices of the first n golden sentences, plus the last one (the 150-word sentence) when
+/// `with_long` and it is not among them.
+inline std::vector<std::size_t> golden_pick(const Golden& g, std::size_t n, bool with_long) {
+  std::vector<std::size_t> idx;
+  for (std::size_t i = 0; i < std::min(n, g.sentences.size()); ++i) idx.push_back(i);
+  if (with_long && n < g.sentences.size()) idx.push_back(g.sentences.size() - 1);
+  return idx;
+}
+
+/// The picked golden sentences as one packed batch (each its own sequence).
+inline lmembed::TokenBatch golden_batch(const Golden& g, const std::vector<std::size_t>& idx) {
   lmembed::TokenBatch b;
-  for (std::size_t i = 0; i < std::min(n, g.sentences.size()); ++i) b.add(g.sentences[i].ids);
+  for (std::size_t i : idx) b.add(g.sentences[i].ids);
   return b;
 }
 

@@ -45,4 +45,14 @@ inline void gemm_xw_f32(cublasHandle_t h, const float* X, const float* W, float*
                                     g.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+/// Y[M,N] = alpha A[K,M]^T B[K,N] + beta Y (F32 row-major), e.g. dW = dY^T X.
+inline void gemm_xtw_f32(cublasHandle_t h, const float* A, const float* B, float* Y, std::int64_t M,
+                         std::int64_t N, std::int64_t K, float alpha, float beta) {
+  const GemmArgs g = gemm_xtw(M, N, K);
+  LMEMBED_CUBLAS_CHECK(cublasGemmEx(h, g.transa ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    g.transb ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha, B,
+                                    CUDA_R_32F, g.lda, A, CUDA_R_32F, g.ldb, &beta, Y, CUDA_R_32F,
+                                    g.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace lmembed::cuda

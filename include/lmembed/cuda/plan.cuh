@@ -136,6 +136,18 @@ inline GemmArgs gemm_xw(std::int64_t M, std::int64_t N, std::int64_t K) {
   return g;
 }
 
+/// GemmArgs for Y[M,N] = A[K,M]^T B[K,N] (both row-major; e.g. the weight gradient
+/// dW = dY^T X, or the candidates' gradient in InfoNCE). Column-major: Y^T = B^T A, where the
+/// row-major B is column-major N x K (op N) and the row-major A column-major M x K (op T).
+inline GemmArgs gemm_xtw(std::int64_t M, std::int64_t N, std::int64_t K) {
+  GemmArgs g = gemm_xwt(M, N, K);  // same size checks
+  g.transa = false;                // A' = B (col-major N x K, ld N)
+  g.transb = true;                 // B' = A (col-major M x K, ld M), transposed
+  g.lda = static_cast<int>(N);
+  g.ldb = static_cast<int>(M);
+  return g;
+}
+
 /// Column-major reference of what cuBLAS computes for GemmArgs (C = alpha op(A) op(B) + beta C),
 /// used by the CPU tests to prove the argument mapping; never used on the hot path.
 inline void gemm_colmajor_reference(const GemmArgs& g, float alpha, const float* A, const float* B,
@@ -335,6 +347,78 @@ inline BackboneWorkspace plan_backbone_workspace(const ModelSpec& m, std::int64_
   w.captured = L.add<float>(static_cast<std::size_t>(captured_rows * m.d_model));
   w.bytes = L.bytes();
   return w;
+}
+
+/// One parameter tensor in the flat arena.
+struct ParamSlot {
+  std::string name;
+  std::int64_t numel = 0;
+  bool decay = true;
+  std::int64_t offset = 0;  ///< first element in the arena (set by plan_params)
+};
+
+/// Arena layout: decayed parameters first (in the given order), then the others.
+struct ParamPlan {
+  std::vector<ParamSlot> slots;  ///< in the caller's order, offsets filled
+  std::int64_t n = 0;            ///< total elements
+  std::int64_t n_decay = 0;      ///< elements [0, n_decay) are weight-decayed
+};
+
+/// Lays out the arena for parameters given as (name, numel, decay), in the caller's order.
+inline ParamPlan plan_params(std::vector<ParamSlot> slots) {
+  ParamPlan p;
+  std::int64_t at = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (ParamSlot& s : slots) {
+      if (s.numel < 0)
+        throw shape_error("cuda::plan_params: parameter '" + s.name + "' has " +
+                          std::to_string(s.numel) + " elements");
+      if (s.decay != (pass == 0)) continue;
+      s.offset = at;
+      at += s.numel;
+      if (pass == 0) p.n_decay = at;
+    }
+  p.n = at;
+  p.slots = std::move(slots);
+  return p;
+}
+
+/// Sizes of one search: how the queries and the corpus are blocked and how many candidates
+/// each query keeps. Pure host logic (tested on the CPU).
+struct TopKPlan {
+  std::int64_t n_queries = 0, n_docs = 0, k = 0;
+  std::int64_t query_block = 0, corpus_block = 0;
+  std::int64_t n_corpus_blocks = 0;
+  std::int64_t take = 0;       ///< candidates kept per query per corpus block: min(k, block)
+  std::int64_t cand_cols = 0;  ///< candidate columns per query
+};
+
+/// Plans a search of n_queries over n_docs for the best k (query/corpus blocks bound the score
+/// buffer to query_block x corpus_block floats).
+inline TopKPlan plan_topk(std::int64_t n_queries, std::int64_t n_docs, std::int64_t k,
+                          std::int64_t query_block = 1024, std::int64_t corpus_block = 32768) {
+  if (k < 1) throw config_error("cuda top-k: k must be >= 1, got " + std::to_string(k));
+  if (n_docs >= (std::int64_t{1} << 31))
+    throw shape_error("cuda top-k: " + std::to_string(n_docs) + " documents exceed int32 indices");
+  TopKPlan p;
+  p.n_queries = n_queries;
+  p.n_docs = n_docs;
+  p.k = k;
+  p.query_block =
+      std::max<std::int64_t>(1, std::min(query_block, std::max<std::int64_t>(1, n_queries)));
+  p.corpus_block =
+      std::max<std::int64_t>(1, std::min(corpus_block, std::max<std::int64_t>(1, n_docs)));
+  p.n_corpus_blocks = ceil_div(n_docs, p.corpus_block);
+  p.take = std::min(k, p.corpus_block);
+  p.cand_cols = 0;
+  for (std::int64_t b = 0; b < p.n_corpus_blocks; ++b)
+    p.cand_cols += std::min(p.take, std::min(p.corpus_block, n_docs - b * p.corpus_block));
+  // CUB's segmented sort counts items in int.
+  if (p.n_queries * p.cand_cols > INT32_MAX || p.query_block * p.corpus_block > INT32_MAX)
+    throw shape_error("cuda top-k: " + std::to_string(n_queries) + " queries x " +
+                      std::to_string(p.cand_cols) +
+                      " candidates exceed one sort; search fewer queries at a time");
+  return p;
 }
 
 }  // namespace lmembed::cuda
