@@ -36,6 +36,28 @@ namespace fs = std::filesystem;
 
 const fs::path kData = LMEMBED_DATA_DIR;
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+/// The golden sentences a test runs: all 44, or under ASan (an unoptimized, non-AVX-512 build
+/// that is ~50x slower) the first three and the four edge cases (one word, digits and
+/// punctuation, byte-fallback, the 459-token sentence); the optimized build covers the rest.
+std::vector<std::size_t> sentence_subset(std::size_t n) {
+  std::vector<std::size_t> out;
+  for (std::size_t s = 0; s < n; ++s)
+    if (!kSanitized || s < 3 || s + 4 >= n) out.push_back(s);
+  return out;
+}
+
 struct Golden {
   struct Sentence {
     std::vector<std::int32_t> ids;
@@ -120,7 +142,8 @@ void check_golden(const std::string& model_path, const std::string& golden_name,
   const Golden& g = golden(golden_name);
   ASSERT_EQ(bb.config().d_model, g.n_embd);
   TokenBatch batch;
-  for (const auto& s : g.sentences) batch.add(s.ids);
+  const std::vector<std::size_t> subset = sentence_subset(g.sentences.size());
+  for (std::size_t s : subset) batch.add(g.sentences[s].ids);
   struct Mode {
     const char* key;
     AttentionKind att;
@@ -132,12 +155,12 @@ void check_golden(const std::string& model_path, const std::string& golden_name,
                         {"mean_noncausal", AttentionKind::bidirectional, CaptureTokens::mean}};
   for (const Mode& m : modes) {
     const Captured c = bb.forward(batch, m.att, {CaptureLayers::last, m.tokens});
-    ASSERT_EQ(c.states.rows(), static_cast<std::int64_t>(g.sentences.size()));
+    ASSERT_EQ(c.states.rows(), static_cast<std::int64_t>(subset.size()));
     double worst = 0, worst_cos = 1;
-    for (std::size_t s = 0; s < g.sentences.size(); ++s) {
-      const auto& ref = g.sentences[s].emb.at(m.key);
-      worst = std::max(worst, rel_diff(c.states.row(s).data(), ref));
-      worst_cos = std::min(worst_cos, cosine(c.states.row(s).data(), ref));
+    for (std::size_t r = 0; r < subset.size(); ++r) {
+      const auto& ref = g.sentences[subset[r]].emb.at(m.key);
+      worst = std::max(worst, rel_diff(c.states.row(r).data(), ref));
+      worst_cos = std::min(worst_cos, cosine(c.states.row(r).data(), ref));
     }
     EXPECT_LE(worst, tol.rel) << model_path << " " << m.key;
     if (tol.min_cos > 0) {
@@ -320,7 +343,8 @@ TEST(BackboneCapture, IndependentOfChunkingThreadsAndNeighbours) {
   Backbone bb = Backbone::load(kData / "golden/models/tiny-qwen2.gguf");
   const Golden& g = golden("tiny-qwen2");
   TokenBatch batch;
-  for (std::size_t s = 0; s < g.sentences.size(); ++s) batch.add(g.sentences[s].ids);
+  const std::vector<std::size_t> subset = sentence_subset(g.sentences.size());
+  for (std::size_t s : subset) batch.add(g.sentences[s].ids);
   const CaptureSpec spec{CaptureLayers::last, CaptureTokens::mean};
   bb.set_threads(2);
   const Captured ref = bb.forward<attention::bidirectional>(batch, spec);
@@ -329,11 +353,12 @@ TEST(BackboneCapture, IndependentOfChunkingThreadsAndNeighbours) {
   bb.set_threads(1);
   const Captured c1 = bb.forward<attention::bidirectional>(batch, spec, small);
   EXPECT_LE((ref.states - c1.states).cwiseAbs().maxCoeff(), 1e-5);
-  for (std::size_t s : {std::size_t{0}, std::size_t{17}, std::size_t{43}}) {
+  for (std::size_t r : {std::size_t{0}, subset.size() / 2, subset.size() - 1}) {
     TokenBatch one;
-    one.add(g.sentences[s].ids);
+    one.add(g.sentences[subset[r]].ids);
     const Captured c = bb.forward<attention::bidirectional>(one, spec);
-    EXPECT_LE((ref.row(s) - c.row(0)).cwiseAbs().maxCoeff(), 1e-5) << s;
+    EXPECT_LE((ref.row(static_cast<std::int64_t>(r)) - c.row(0)).cwiseAbs().maxCoeff(), 1e-5)
+        << subset[r];
   }
 }
 
