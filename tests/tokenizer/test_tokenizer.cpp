@@ -3,6 +3,8 @@
 // stories260K goldens (data/golden/*.json); plus Unicode tables, bad input and threads.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -242,6 +244,53 @@ TEST(TokenizerBadInput, EmptyNulInvalidUtf8) {
   // Byte-level BPE (like llama.cpp): each invalid byte becomes U+FFFD.
   EXPECT_EQ(gpt2().encode(bad, plain), gpt2().encode("ok\xEF\xBF\xBD\xEF\xBF\xBD(", plain));
   EXPECT_EQ(gpt2().decode(gpt2().encode(bad, plain)), "ok\xEF\xBF\xBD\xEF\xBF\xBD(");
+}
+
+TEST(TokenizerBadInput, RandomBytesNeverCrashAndRoundTrip) {
+  // Random byte strings (ASCII, stray/truncated UTF-8, valid multi-byte, NUL, special-token
+  // texts): SPM round-trips bytes exactly (U+2581 comes back as a space); byte-level BPE gives back
+  // the text with each invalid byte replaced by U+FFFD (the documented behaviour).
+  std::mt19937 rng(7);
+  const std::vector<std::string> atoms = {"a",
+                                          "Z",
+                                          " ",
+                                          "  ",
+                                          "\n",
+                                          "\t",
+                                          std::string(1, '\0'),
+                                          "\x80",
+                                          "\xC3",
+                                          "\xE2\x82",
+                                          "\xF0\x9F",
+                                          "\xFF",
+                                          "\xC3\xA9",
+                                          "\xE6\x97\xA5",
+                                          "\xF0\x9F\x98\x81",
+                                          "<s>",
+                                          "</s>",
+                                          "<|endoftext|>",
+                                          "'s",
+                                          "123",
+                                          "!!",
+                                          "\xE2\x96\x81"};
+  const EncodeOptions plain{false, false, false};
+  EncodeOptions special = plain;
+  special.parse_special = true;
+  for (int i = 0; i < 2000; ++i) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 12);
+    for (int k = 0; k < n; ++k) s += atoms[rng() % atoms.size()];
+    // SentencePiece cannot tell U+2581 written in the text from an escaped space.
+    std::string spm_want = s;
+    for (std::size_t p; (p = spm_want.find("\xE2\x96\x81")) != std::string::npos;)
+      spm_want.replace(p, 3, " ");
+    EXPECT_EQ(spm().decode(spm().encode(s, plain)), spm_want);
+    std::string clean;
+    for (std::size_t p = 0; p < s.size();) uc::append_utf8(clean, uc::next_cpt(s, p));
+    EXPECT_EQ(gpt2().decode(gpt2().encode(s, plain)), clean);
+    EXPECT_NO_THROW(spm().encode(s, special));
+    EXPECT_NO_THROW(gpt2().encode(s, special));
+  }
 }
 
 TEST(TokenizerBadInput, DecodeOutOfRangeIsInputError) {
