@@ -397,3 +397,39 @@ TEST(Sha256, KnownVectors) {
             "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
   EXPECT_THROW(ev::sha256_file(data_dir() / "no-such-file"), lmembed::io_error);
 }
+
+TEST(Runner, RerankingHandComputed) {
+  // q: candidates n1 (most similar, irrelevant), p1 (relevant), n2 -> AP 1/2, RR 1/2.
+  // r: candidates a (relevant, most similar), b -> AP 1, RR 1. A query without negatives is
+  // skipped (MTEB). MAP = MRR@10 = 0.75.
+  ev::RerankingData d;
+  d.items = {{"q", {"p1"}, {"n1", "n2"}}, {"r", {"a"}, {"b"}}, {"s", {"x"}, {}}};
+  ev::Task t;
+  t.name = "rerank";
+  t.instruction = "Rank";
+  t.data = d;
+  const std::map<std::string, std::pair<float, float>> vec{
+      {"q", {1, 0}},    {"p1", {1, 1}}, {"n1", {1, 0.1f}}, {"n2", {0, 1}}, {"r", {0, 1}},
+      {"a", {0.1f, 1}}, {"b", {1, 0}},  {"s", {1, 1}},     {"x", {1, 1}}};
+  std::vector<std::string> seen_ins;
+  ev::Embedder e = [&](std::span<const std::string> texts, std::string_view ins) {
+    seen_ins.emplace_back(ins);
+    Matrix m(static_cast<Eigen::Index>(texts.size()), 2);
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      m(static_cast<Eigen::Index>(i), 0) = vec.at(texts[i]).first;
+      m(static_cast<Eigen::Index>(i), 1) = vec.at(texts[i]).second;
+    }
+    return m;
+  };
+  ev::EvalOptions o;
+  o.progress = false;
+  const auto r = ev::evaluate(t, e, o);
+  EXPECT_EQ(r.category, "reranking");
+  EXPECT_DOUBLE_EQ(r.main_score, 0.75);
+  EXPECT_DOUBLE_EQ(r.metrics.at("mrr_at_10"), 0.75);
+  EXPECT_EQ(r.per_example, (std::vector<double>{0.5, 1.0}));
+  // Queries get the instruction, candidates none.
+  EXPECT_EQ(seen_ins, (std::vector<std::string>{"Rank", ""}));
+  EXPECT_EQ(ev::format_instruction("Rank"), "Instruct: Rank\nQuery: ");
+  EXPECT_EQ(ev::format_instruction(""), "");
+}
