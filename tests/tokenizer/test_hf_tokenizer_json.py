@@ -14,6 +14,10 @@ and checks every string of llama.cpp's .inp files gives exactly the ids of the .
 ids Hugging Face's tokenizers produced). Then an added-tokens / normalizer case: a user-defined
 added token is matched always, a special one only with --parse-special, a Lowercase normalizer
 lowercases, and BOS/EOS follow the template and the flags.
+
+The CLI itself (`lmembed tokenize --model`): stdin mode (one text per line; an empty line gives an
+empty line) reproduces llama.cpp's ids of the stories260K golden sentences (BOS per the model),
+and texts after `--` may start with '-'.
 """
 import json
 import os
@@ -221,6 +225,28 @@ def main():
                 print("added/normalizer case: got", got, "want", exp)
                 failures += 1
         print(f"added tokens / Lowercase / template: {len(cases) + 1 - min(failures, len(cases) + 1)} checks")
+
+        # CLI: stdin mode against llama.cpp's golden ids; `--` before texts starting with '-'.
+        with open(os.path.join(DATA, "golden", "stories260K.json"), encoding="utf-8") as f:
+            golden = json.load(f)["sentences"]
+        texts = [g["text"] for g in golden if "\n" not in g["text"]]
+        want = [" ".join(str(i) for i in g["ids"]) for g in golden if "\n" not in g["text"]]
+        model = os.path.join(DATA, "models", "stories260K.gguf")
+        stdin = "\n".join(texts[:20] + [""] + texts[20:]) + "\n"
+        res = subprocess.run([CLI, "tokenize", "--model", model, "--parse-special"],
+                             input=stdin.encode(), capture_output=True, check=True)
+        lines = res.stdout.decode().split("\n")[:-1]
+        if lines != want[:20] + [""] + want[20:]:
+            print("CLI stdin mode differs from the golden ids")
+            failures += 1
+        else:
+            print(f"CLI stdin: {len(texts)} golden sentences + 1 empty line exact")
+        res = subprocess.run([CLI, "tokenize", "--model", model, "--no-bos", "--", "-x", "--eos"],
+                             capture_output=True, check=True)
+        out = res.stdout.decode().split("\n")
+        if len(out) != 3 or not out[0] or not out[1] or out[0].split()[0] == "1":
+            print("CLI '--' texts:", out)
+            failures += 1
 
         # A folder without tokenizer.json is refused (config_error).
         res = subprocess.run([CLI, "tokenize", "--model",
