@@ -8,8 +8,9 @@ reference: the published regexes run by the `regex` module (as in test_pretokeni
 GPT-2's byte-to-unicode mapping and OpenAI's original `bpe()` merge loop (encoder.py) over the
 GGUF's merge ranks, plus llama.cpp's rules for llama-bpe (ignore_merges: a word that is itself a
 token is kept whole; BOS added by default). Texts: llama.cpp's 46 test strings and 300 random
-mixed-script strings. (Every GPT-2 token is reachable through its merges, so with this vocabulary
-ignore_merges cannot change an id: that rule is implemented but not exercised here.)
+mixed-script strings. Every GPT-2 token is reachable through its merges, so the copies drop the
+two merges that build "Hello" and " world": ignore_merges then decides those words (whole tokens
+for llama-bpe, pieces for the others).
 """
 import os
 import struct
@@ -110,7 +111,13 @@ def main():
     meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.") or k == "general.architecture"}
     tokens = meta["tokenizer.ggml.tokens"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(meta["tokenizer.ggml.merges"])}
+    # Drop the merges that build "Hello" and " world": the tokens stay in the vocabulary but merges
+    # can no longer reach them, so llama-bpe's ignore_merges rule decides those words.
+    unreachable = ("Hello", "\u0120world")
+    merges = [mm for mm in meta["tokenizer.ggml.merges"] if mm.replace(" ", "", 1) not in unreachable]
+    assert len(merges) == len(meta["tokenizer.ggml.merges"]) - 2
+    meta["tokenizer.ggml.merges"] = merges
+    ranks = {tuple(mm.split(" ", 1)): r for r, mm in enumerate(merges)}
     b2u = bytes_to_unicode()
     with open(os.path.join(DATA, "tokenizer", "ggml-vocab-llama-bpe.gguf.inp"), encoding="utf-8") as f:
         texts = f.read().split("\n__ggml_vocab_test__\n")[:-1]
@@ -144,6 +151,10 @@ def main():
             for i in bad[:3]:
                 print(f"[{pre}] {texts[i]!r}\n  lmembed   {got[i]}\n  reference {want[i]}")
             print(f"{pre}: {len(texts) - len(bad)}/{len(texts)} texts exact")
+            hello = got[texts.index("Hello world")]
+            if (hello == [vocab["Hello"], vocab["\u0120world"]]) != ignore_merges:
+                print(f"[{pre}] 'Hello world' -> {hello}: ignore_merges not applied as expected")
+                failures += 1
             failures += len(bad)
             # BOS by default only for llama-bpe (llama.cpp), never for the others.
             first = subprocess.run([CLI, "tokenize", "--model", path, "Hello"], capture_output=True,
