@@ -491,7 +491,9 @@ class Tokenizer {
         throw input_error("token id " + std::to_string(id) + " out of range [0, " +
                           std::to_string(tokens_.size()) + ")");
       const std::uint8_t a = attrs_[static_cast<std::size_t>(id)];
-      if (a & (detail::kAttrControl | detail::kAttrUnknown)) continue;
+      // Control, unknown, unused and undefined tokens render as nothing (llama.cpp token_to_piece).
+      if ((a & (detail::kAttrControl | detail::kAttrUnknown)) || a == detail::kAttrUnused || a == 0)
+        continue;
       const std::size_t before = out.size();
       append_piece(id, out);
       if (first && out.size() > before) {
