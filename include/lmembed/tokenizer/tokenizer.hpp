@@ -480,9 +480,9 @@ class Tokenizer {
     return out;
   }
 
-  /// The text of `ids`: control and unknown tokens render as nothing, byte tokens as their byte,
-  /// byte-level symbols as their bytes; SentencePiece models drop the one space they prefixed.
-  /// input_error for an id outside [0, vocab_size()).
+  /// The text of `ids`: control, unknown and unused tokens render as nothing, byte tokens as their
+  /// byte, byte-level symbols as their bytes; SentencePiece models drop the one space they
+  /// prefixed. input_error for an id outside [0, vocab_size()).
   std::string decode(std::span<const std::int32_t> ids) const {
     std::string out;
     bool first = true;
