@@ -110,6 +110,7 @@ inline InfoNceWorkspace plan_info_nce(std::int64_t B, std::int64_t C, std::int64
 /// InfoNCE on the device (see the file comment). queries [B, D]; cand [B + N, D] = positives
 /// then hard negatives (N may be 0). Writes the mean loss to loss[0] and the gradients
 /// d_queries [B, D], d_cand [B + N, D]. Two-call: workspace == nullptr sets `bytes` only.
+/// `blas` must be bound to stream s (the GEMMs and kernels share one stream order).
 inline void info_nce_device(void* workspace, std::size_t& bytes, cublasHandle_t blas,
                             const float* queries, const float* cand, std::int64_t B, std::int64_t N,
                             std::int64_t D, float scale, bool symmetric, float* loss,

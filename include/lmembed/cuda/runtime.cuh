@@ -21,6 +21,9 @@ namespace lmembed::cuda {
 namespace detail {
 /// Throws lmembed::error for a failed CUDA runtime call.
 [[noreturn]] inline void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  // Clear a non-sticky error (a failed cudaMalloc, a bad launch configuration), so that the next
+  // launch check does not report it again; sticky errors (a kernel fault) stay and resurface.
+  (void)cudaGetLastError();
   throw error(std::string("CUDA call ") + call + " failed at " + file + ":" + std::to_string(line) +
               ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
@@ -55,9 +58,15 @@ inline const char* cublas_status_name(cublasStatus_t s) {
       ::lmembed::cuda::detail::throw_cublas(lmembed_cublas_s_, #call, __FILE__, __LINE__); \
   } while (0)
 
-/// Checks the launch of the kernel just started (configuration errors surface here; faults
-/// inside the kernel surface at the next synchronizing call).
-#define LMEMBED_CUDA_CHECK_LAUNCH(name) LMEMBED_CUDA_CHECK(cudaPeekAtLastError())
+/// Checks the launch of the kernel just started, naming it (configuration errors surface here;
+/// faults inside the kernel surface at the next synchronizing call). `name`: a string literal.
+#define LMEMBED_CUDA_CHECK_LAUNCH(name)                                                        \
+  do {                                                                                         \
+    const cudaError_t lmembed_cuda_e_ = cudaGetLastError();                                    \
+    if (lmembed_cuda_e_ != cudaSuccess)                                                        \
+      ::lmembed::cuda::detail::throw_cuda(lmembed_cuda_e_, "launch of kernel " name, __FILE__, \
+                                          __LINE__);                                           \
+  } while (0)
 
 namespace lmembed::cuda {
 
