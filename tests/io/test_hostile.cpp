@@ -312,6 +312,15 @@ std::vector<Case> cases() {
                  return b;
                },
                "overflow"});
+  c.push_back({"gguf_zero_dim_others_overflow", Kind::gguf,
+               [] {
+                 // No element, but 2^40 x 2^40 columns would overflow every later product.
+                 Bytes b;
+                 gguf_header(b, 1, 0).str("t").u32(3).u64(1ull << 40).u64(0).here();
+                 b.u64(1ull << 40).u32(0).u64(0).pad_to(32);
+                 return b;
+               },
+               "overflow"});
   c.push_back({"gguf_unknown_tensor_type", Kind::gguf,
                [] {
                  Bytes b;
@@ -493,6 +502,14 @@ std::vector<Case> cases() {
          return safetensors(j, 0, pos_of(j, "\"w\""));
        },
        "overflows"});
+  c.push_back(
+      {"st_zero_dim_others_overflow", Kind::safetensors,
+       [] {
+         const std::string j =
+             R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})";
+         return safetensors(j, 0, pos_of(j, "\"w\""));
+       },
+       "overflows"});
   c.push_back({"st_missing_dtype", Kind::safetensors,
                [] {
                  const std::string j = R"({"w":{"shape":[1],"data_offsets":[0,4]}})";
@@ -538,6 +555,17 @@ std::vector<Case> cases() {
          return b;
        },
        "overflows"});
+  c.push_back({"npy_zero_dim_others_overflow", Kind::npy,
+               [] {
+                 // Found by fuzz_npy: numel 0, but the columns of to_matrix overflowed.
+                 Bytes b =
+                     npy("{'descr': '<i2', 'fortran_order': False, 'shape': (0, 404, 1600, 366084, "
+                         "1600, 36608, 8, 0), }",
+                         0);
+                 b.mark = 10;
+                 return b;
+               },
+               "overflows"});
   c.push_back({"npy_shape_entry_overflow", Kind::npy,
                [] {
                  const std::string d =

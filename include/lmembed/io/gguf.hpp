@@ -556,16 +556,20 @@ class GgufFile {
         r.fail(nd_at, "tensor '" + t.name + "' has " + std::to_string(n_dims) +
                           " dimensions (GGUF allows 1 to 4)");
       std::vector<std::int64_t> ne(n_dims);
-      std::int64_t numel = 1;
+      // Zero dimensions are allowed, but the product of the others must still fit int64.
+      std::int64_t nonzero = 1;
+      bool any_zero = false;
       for (std::uint32_t d = 0; d < n_dims; ++d) {
         const std::uint64_t d_at = r.pos();
         const auto v = r.read<std::uint64_t>("tensor dimension");
+        if (v == 0) any_zero = true;
         if (v > static_cast<std::uint64_t>(INT64_MAX) ||
-            __builtin_mul_overflow(numel, static_cast<std::int64_t>(v), &numel))
+            (v != 0 && __builtin_mul_overflow(nonzero, static_cast<std::int64_t>(v), &nonzero)))
           r.fail(d_at, "tensor '" + t.name + "': dimension " + std::to_string(v) +
                            " makes the element count overflow");
         ne[d] = static_cast<std::int64_t>(v);
       }
+      const std::int64_t numel = any_zero ? 0 : nonzero;
       const std::uint64_t type_at = r.pos();
       const auto raw_type = r.read<std::uint32_t>("tensor type");
       const auto dt = detail::ggml_dtype(raw_type);

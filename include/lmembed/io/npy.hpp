@@ -253,11 +253,10 @@ inline NpyArray parse_npy(std::span<const std::byte> b, const std::filesystem::p
   NpyArray a;
   a.dtype = *dt;
   a.shape = h.shape;
-  std::int64_t numel = 1;
-  for (auto d : a.shape)
-    if (__builtin_mul_overflow(numel, d, &numel))
-      throw format_error(file, header_at,
-                         "shape " + lmembed::to_string(a.shape) + " overflows the element count");
+  const std::int64_t numel = checked_numel(a.shape);
+  if (numel < 0)
+    throw format_error(file, header_at,
+                       "shape " + lmembed::to_string(a.shape) + " overflows the element count");
   const auto need = byte_size(a.dtype, numel);
   if (!need)
     throw format_error(file, header_at,

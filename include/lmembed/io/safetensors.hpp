@@ -146,14 +146,13 @@ class SafetensorsFile {
       const auto d = try_parse_dtype(dt->as_string());
       if (!d || *d == DType::q8_0) fail(at, what + ": unknown dtype '" + dt->as_string() + "'");
       t.dtype = *d;
-      std::int64_t numel = 1;
       for (const auto& dim : sh->as_array()) {
         if (!dim.is_integer() || dim.as_int() < 0)
           fail(at, what + ": shape entries must be non-negative integers");
-        if (__builtin_mul_overflow(numel, dim.as_int(), &numel))
-          fail(at, what + ": shape " + json::dump(*sh) + " overflows the element count");
         t.shape.push_back(dim.as_int());
       }
+      const std::int64_t numel = checked_numel(t.shape);
+      if (numel < 0) fail(at, what + ": shape " + json::dump(*sh) + " overflows the element count");
       const auto bytes = byte_size(t.dtype, numel);
       if (!bytes) fail(at, what + ": byte size of shape " + json::dump(*sh) + " overflows");
       const auto& o = off->as_array();

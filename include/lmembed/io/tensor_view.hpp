@@ -18,6 +18,24 @@
 
 namespace lmembed::io {
 
+/// The product of `shape` (1 for a scalar), or -1 when a dimension is negative or the product
+/// of the non-zero dimensions overflows int64. Like numpy, a shape such as (0, 2^62, 4) is
+/// refused although it holds no element, so that any sub-product (e.g. the columns of
+/// to_matrix) fits int64 too.
+inline std::int64_t checked_numel(const Shape& shape) noexcept {
+  std::int64_t nonzero = 1;
+  bool zero = false;
+  for (const auto d : shape) {
+    if (d < 0) return -1;
+    if (d == 0) {
+      zero = true;
+    } else if (__builtin_mul_overflow(nonzero, d, &nonzero)) {
+      return -1;
+    }
+  }
+  return zero ? 0 : nonzero;
+}
+
 /// A tensor stored in a file: name, element type, shape (outermost first) and its bytes.
 struct TensorView {
   std::string name;                 ///< Name in the file.
@@ -25,14 +43,8 @@ struct TensorView {
   Shape shape;                      ///< Outermost dimension first (numpy / PyTorch order).
   std::span<const std::byte> data;  ///< The stored bytes (exactly byte_size(dtype, numel())).
 
-  /// Number of elements (product of the shape; 1 for a scalar; -1 when a dimension is
-  /// negative or the product overflows int64, which the readers never produce).
-  std::int64_t numel() const noexcept {
-    std::int64_t n = 1;
-    for (auto d : shape)
-      if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;
-    return n;
-  }
+  /// Number of elements: checked_numel(shape) (-1 for shapes the readers never produce).
+  std::int64_t numel() const noexcept { return checked_numel(shape); }
 };
 
 namespace detail {
