@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS] - builds the libFuzzer targets with clang (ASan + UBSan) in
 # build-fuzz/ and runs each for SECONDS (default 60) from a copy of its seed corpus
-# (tests/fuzz/corpus/<target>/). Prints the executions per target; exits non-zero when a target
-# finds a crash, a sanitizer report or an escaping non-lmembed exception (the reproducer is
-# saved in build-fuzz/artifacts/). Environment: JOBS, FUZZ_TARGETS (default "gguf safetensors
+# (tests/fuzz/corpus/<target>/) with its dictionary (tests/fuzz/<target>.dict) when present.
+# Prints the executions per target; exits non-zero when a target finds a crash, a sanitizer
+# report or an escaping non-lmembed exception (the reproducer is saved in
+# build-fuzz/artifacts/). Environment: JOBS, FUZZ_TARGETS (default "gguf safetensors
 # npy json"; json runs SECONDS/4), FUZZ_MAX_LEN (default 65536).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LMEMBED_ROOT"
@@ -36,8 +37,10 @@ for t in $targets; do
   secs=$seconds
   [ "$t" = json ] && secs=$(( seconds / 4 > 0 ? seconds / 4 : 1 ))
   log "fuzz_$t: ${secs} s from $(ls "$corpus" | wc -l) seeds"
+  dict=()
+  [ -f tests/fuzz/"$t".dict ] && dict=(-dict=tests/fuzz/"$t".dict)
   set +e
-  build-fuzz/fuzz/fuzz_"$t" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-65536}" \
+  build-fuzz/fuzz/fuzz_"$t" "${dict[@]}" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-65536}" \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="build-fuzz/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
   rc=$?
