@@ -168,6 +168,11 @@ inline std::vector<std::string> power_statement(const Results& r) {
                 (ri.n_params > 0 ? ", " + std::to_string(ri.n_params) + " parameters" : "") +
                 "). The backbone is frozen; only the pooling heads are trained.");
   out.push_back("Training: " + std::to_string(ri.n_train) + " examples from " + ri.train_file +
+                (ri.n_train_overlap > 0
+                     ? " (" + std::to_string(ri.n_train_overlap) +
+                           " more were removed because they share a text with an evaluation "
+                           "example)"
+                     : std::string()) +
                 ", " + std::to_string(ri.steps) + " steps of batch " + std::to_string(ri.batch) +
                 ", learning rate " + detail::fmt(ri.lr, 6) + ", seed " + std::to_string(ri.seed) +
                 ".");
@@ -180,14 +185,24 @@ inline std::vector<std::string> power_statement(const Results& r) {
   }
   out.push_back(tasks + ").");
   const std::int64_t need = wilcoxon_tasks_needed(ri.alpha);
+  std::vector<std::string> single;
+  for (const auto& c : r.categories())
+    if (r.tasks_in(c).size() == 1) single.push_back(c);
+  if (!single.empty()) {
+    std::string s = single.size() == 1 ? "Category " : "Categories ";
+    for (std::size_t i = 0; i < single.size(); ++i)
+      s += (i == 0 ? "" : i + 1 == single.size() ? " and " : ", ") + single[i];
+    s += single.size() == 1 ? " has one task" : " have one task each";
+    s += ": a Wilcoxon test over one task is impossible, so there the designs are compared on "
+         "the task alone with a paired bootstrap over its examples. That says whether a "
+         "difference holds on this data set, not whether it generalizes to other tasks.";
+    out.push_back(s);
+  }
   for (const auto& c : r.categories()) {
     const auto n = static_cast<std::int64_t>(r.tasks_in(c).size());
-    std::string s = "Category " + c + ": " + std::to_string(n) + (n == 1 ? " task" : " tasks");
-    if (n == 1) {
-      s += ". A Wilcoxon test over one task is impossible, so designs are compared on this "
-           "task alone with a paired bootstrap over its examples: that says whether the "
-           "difference holds on this data set, not whether it generalizes to other tasks.";
-    } else {
+    if (n == 1) continue;
+    std::string s = "Category " + c + ": " + std::to_string(n) + " tasks";
+    {
       s += ". The smallest two-sided p an exact Wilcoxon signed-rank test can give with " +
            std::to_string(n) + " tasks is 2/2^" + std::to_string(n) + " = " +
            detail::fmt_p(eval::wilcoxon_min_pvalue(n)) + "; ";

@@ -81,8 +81,9 @@ struct RunInfo {
   std::string model;       ///< model path as given
   std::string model_arch;  ///< e.g. "llama"
   std::int64_t d_model = 0, n_layers = 0, n_params = 0;
-  std::string train_file;    ///< training JSONL
-  std::int64_t n_train = 0;  ///< training examples used
+  std::string train_file;            ///< training JSONL
+  std::int64_t n_train = 0;          ///< training examples used
+  std::int64_t n_train_overlap = 0;  ///< dropped: they share a text with an eval example
   std::int64_t steps = 0, batch = 0;
   double lr = 0;
   std::uint64_t seed = 0;

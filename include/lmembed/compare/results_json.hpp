@@ -148,6 +148,7 @@ inline json::Value to_json(const Results& r) {
   run["n_params"] = ri.n_params;
   run["train_file"] = ri.train_file;
   run["n_train"] = ri.n_train;
+  run["n_train_overlap"] = ri.n_train_overlap;
   run["steps"] = ri.steps;
   run["batch"] = ri.batch;
   run["lr"] = ri.lr;
@@ -219,6 +220,7 @@ inline Results results_from_json(const json::Value& o) {
   ri.n_params = detail::get_int(run, "n_params");
   ri.train_file = detail::get_str(run, "train_file");
   ri.n_train = detail::get_int(run, "n_train");
+  ri.n_train_overlap = detail::get_int(run, "n_train_overlap");
   ri.steps = detail::get_int(run, "steps");
   ri.batch = detail::get_int(run, "batch");
   ri.lr = detail::get_num(run, "lr", 0);

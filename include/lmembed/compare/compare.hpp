@@ -1,0 +1,500 @@
+// lmembed/compare/compare.hpp - the seed paper's experiment end to end (`lmembed compare`).
+//
+// For each design: cache the hidden states its pooling consumes over the training texts
+// (designs with the same attention and CaptureSpec share one cache), train the head where
+// there is one, evaluate every task; then test the designs against each other (stats.hpp) and
+// write the report (report.hpp). Every finished design is saved at once (DIR/designs/*.json,
+// its head in DIR/heads/), so an interrupted run resumes with the next unfinished design; the
+// caches resume shard by shard (train/cache.hpp). Progress goes to stderr throughout.
+//
+// Text -> tokens, the same for training caches and evaluation, so a head sees at evaluation
+// exactly the kind of states it was trained on:
+//   [BOS] "Instruct: {instruction}\nQuery: " (when there is an instruction) + text + [EOS]
+// EOS is appended for every design (the paper's eos pooling needs it; appending it everywhere
+// keeps the designs' inputs identical), and pooled tokens start after the instruction.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include "lmembed/attention/attention.hpp"
+#include "lmembed/backbone/backbone.hpp"
+#include "lmembed/compare/design.hpp"
+#include "lmembed/compare/report.hpp"
+#include "lmembed/compare/results.hpp"
+#include "lmembed/compare/results_json.hpp"
+#include "lmembed/compare/stage.hpp"
+#include "lmembed/compare/stats.hpp"
+#include "lmembed/core/file.hpp"
+#include "lmembed/core/json.hpp"
+#include "lmembed/eval/runner.hpp"
+#include "lmembed/eval/tasks.hpp"
+#include "lmembed/pooling/latent.hpp"
+#include "lmembed/pooling/multi_layer.hpp"
+#include "lmembed/pooling/simple.hpp"
+#include "lmembed/tokenizer/tokenizer.hpp"
+#include "lmembed/train/cache.hpp"
+#include "lmembed/train/data.hpp"
+#include "lmembed/train/trainer.hpp"
+#include "lmembed/version.hpp"
+
+namespace lmembed::compare {
+
+/// Everything `lmembed compare` is told.
+struct CompareOptions {
+  std::filesystem::path model;                   ///< .gguf or HF folder
+  std::filesystem::path train;                   ///< training JSONL (query/positive/negative)
+  std::filesystem::path out;                     ///< output folder (resumed when it exists)
+  std::filesystem::path data_dir;                ///< the repository's data/ (bundled tasks)
+  std::vector<std::string> tasks;                ///< bundled task names
+  std::vector<std::filesystem::path> task_dirs;  ///< user task folders (MTEB layouts)
+  std::vector<Design> designs;                   ///< in run order
+  std::int64_t steps = 200, batch = 64, warmup = 20;
+  double lr = 1e-3;
+  std::uint64_t seed = 42;
+  std::int64_t max_train = 0;     ///< first N training examples (0: all)
+  std::int64_t max_examples = 0;  ///< per bundled task, seeded subsample (0: all)
+  std::int64_t bootstrap = 2000;  ///< paired-bootstrap resamples
+  double alpha = 0.05;
+  int threads = 0;                  ///< 0: all the runtime offers
+  std::int64_t ml_latents = 0;      ///< multi_layer head latents (0: its default)
+  std::int64_t latent_latents = 0;  ///< latent head latents (0: its default)
+  bool progress = true;
+};
+
+namespace detail {
+
+inline std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+inline void say(const CompareOptions& o, const std::string& msg) {
+  if (o.progress) std::cerr << "[compare] " << msg << std::endl;
+}
+
+/// The prompt that carries a task instruction (E5 / the paper's format).
+inline std::string instruction_prompt(std::string_view instruction) {
+  if (instruction.empty()) return {};
+  return "Instruct: " + std::string(instruction) + "\nQuery: ";
+}
+
+/// Tokens of (instruction, text) as every design sees them (see the file comment).
+inline train::TokenizedText tokenize_text(const Tokenizer& tok, std::string_view instruction,
+                                          std::string_view text) {
+  train::TokenizedText t;
+  const std::string prompt = instruction_prompt(instruction);
+  if (!prompt.empty()) {
+    t.ids = tok.encode(prompt, {.add_bos = true, .add_eos = false});
+    t.pool_from = static_cast<std::int32_t>(t.ids.size());
+    auto rest = tok.encode(text, {.add_bos = false, .add_eos = true});
+    t.ids.insert(t.ids.end(), rest.begin(), rest.end());
+  } else {
+    t.ids = tok.encode(text, {.add_bos = true, .add_eos = true});
+    t.pool_from = t.ids.empty() || t.ids.front() != tok.bos_id() ? 0 : 1;
+  }
+  if (t.pool_from >= static_cast<std::int32_t>(t.ids.size()))  // nothing after the prompt
+    t.pool_from = static_cast<std::int32_t>(t.ids.size()) - 1;
+  return t;
+}
+
+/// Appends one tokenized text to a batch, keeping its pool_from even when it is the first
+/// non-zero one (TokenBatch::add drops a non-zero pool_from of a batch's first sequence).
+inline void add_text(TokenBatch& b, const train::TokenizedText& t) {
+  const std::size_t before = b.size();
+  b.ids.insert(b.ids.end(), t.ids.begin(), t.ids.end());
+  b.offsets.push_back(static_cast<std::int64_t>(b.ids.size()));
+  if (t.pool_from != 0 || !b.pool_from.empty()) {
+    if (b.pool_from.empty()) b.pool_from.assign(before, 0);
+    b.pool_from.push_back(t.pool_from);
+  }
+}
+
+/// The training examples: a JSONL file, or "bundled:snli" for the SNLI dev triplets of the
+/// repository's data/ (premise, entailed hypothesis, contradicting hypothesis).
+inline std::vector<train::Example> load_training(const std::filesystem::path& train,
+                                                 const std::filesystem::path& data_dir) {
+  if (train == "bundled:snli") return train::convert_snli(data_dir / "datasets" / "snli_dev");
+  return train::read_examples(train);
+}
+
+/// The texts that make up a task's scored examples: both sides of STS and pair examples,
+/// retrieval queries and their relevant documents, classification test texts, clustering
+/// texts, reranking queries and candidates. Retrieval distractors and classification training
+/// texts are left out: seeing those in training does not leak an answer.
+inline void scored_texts(const eval::Task& task, std::unordered_set<std::string>& out) {
+  std::visit(
+      [&](const auto& d) {
+        using D = std::decay_t<decltype(d)>;
+        if constexpr (std::is_same_v<D, eval::StsData> ||
+                      std::is_same_v<D, eval::PairClassificationData>) {
+          out.insert(d.sentence1.begin(), d.sentence1.end());
+          out.insert(d.sentence2.begin(), d.sentence2.end());
+        } else if constexpr (std::is_same_v<D, eval::RetrievalData>) {
+          std::unordered_map<std::string, const std::string*> doc;
+          for (std::size_t i = 0; i < d.doc_ids.size(); ++i) doc[d.doc_ids[i]] = &d.docs[i];
+          for (std::size_t q = 0; q < d.queries.size(); ++q) {
+            out.insert(d.queries[q]);
+            if (auto it = d.qrels.find(d.query_ids[q]); it != d.qrels.end())
+              for (const auto& [id, grade] : it->second)
+                if (grade > 0)
+                  if (auto x = doc.find(id); x != doc.end()) out.insert(*x->second);
+          }
+        } else if constexpr (std::is_same_v<D, eval::ClassificationData>) {
+          out.insert(d.test_text.begin(), d.test_text.end());
+        } else if constexpr (std::is_same_v<D, eval::ClusteringData>) {
+          out.insert(d.text.begin(), d.text.end());
+        } else {
+          for (const auto& it : d.items) {
+            out.insert(it.query);
+            out.insert(it.positive.begin(), it.positive.end());
+            out.insert(it.negative.begin(), it.negative.end());
+          }
+        }
+      },
+      task.data);
+}
+
+/// Removes every training example that shares a text with a scored evaluation example (the
+/// bundled SNLI triplets and the SNLI tasks come from the same split); returns how many.
+inline std::int64_t decontaminate(std::vector<train::Example>& examples,
+                                  const std::vector<eval::Task>& tasks) {
+  std::unordered_set<std::string> scored;
+  for (const auto& t : tasks) scored_texts(t, scored);
+  const auto before = examples.size();
+  std::erase_if(examples, [&](const train::Example& e) {
+    if (scored.count(e.query) || scored.count(e.positive)) return true;
+    for (const auto& n : e.negatives)
+      if (scored.count(n)) return true;
+    return false;
+  });
+  return static_cast<std::int64_t>(before - examples.size());
+}
+
+/// L2-normalizes rows in place (zero rows stay zero).
+inline void normalize_rows(Matrix& m) {
+  for (Eigen::Index i = 0; i < m.rows(); ++i) {
+    const float n = m.row(i).norm();
+    if (n > 0) m.row(i) /= n;
+  }
+}
+
+/// sha256 would need a dependency; a 64-bit FNV-1a of the head file is enough to tell files
+/// apart in results.json (not a security property).
+inline std::string file_fingerprint(const std::filesystem::path& f) {
+  const std::string s = read_text_file(f);
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+/// The settings a resumed run must share with the run that wrote DIR (else the designs
+/// already there would not be comparable with the new ones).
+inline json::Value run_fingerprint(const CompareOptions& o, std::int64_t n_train) {
+  json::Value v = json::Value::object();
+  v["model"] = std::filesystem::absolute(o.model).lexically_normal().string();
+  v["train"] = o.train == "bundled:snli"
+                   ? o.train.string()
+                   : std::filesystem::absolute(o.train).lexically_normal().string();
+  v["n_train"] = n_train;
+  json::Value tasks = json::Value::array();
+  for (const auto& t : o.tasks) tasks.push_back(t);
+  for (const auto& t : o.task_dirs) tasks.push_back(t.string());
+  v["tasks"] = std::move(tasks);
+  v["steps"] = o.steps;
+  v["batch"] = o.batch;
+  v["warmup"] = o.warmup;
+  v["lr"] = o.lr;
+  v["seed"] = static_cast<std::int64_t>(o.seed);
+  v["max_examples"] = o.max_examples;
+  v["ml_latents"] = o.ml_latents;
+  v["latent_latents"] = o.latent_latents;
+  return v;
+}
+
+}  // namespace detail
+
+/// Runs the comparison; returns the results it also wrote to opt.out.
+inline Results run_compare(const CompareOptions& o) {
+  namespace fs = std::filesystem;
+  if (o.designs.empty()) throw config_error("compare: no designs");
+  if (o.steps < 1 || o.batch < 2) throw config_error("compare: need --steps >= 1 and --batch >= 2");
+  fs::create_directories(o.out);
+  Results R;
+  R.run.lmembed_version = LMEMBED_VERSION_STRING;
+  R.run.started_utc = detail::utc_now();
+  R.run.model = o.model.string();
+  R.run.train_file = o.train.string();
+  R.run.steps = o.steps;
+  R.run.batch = o.batch;
+  R.run.lr = o.lr;
+  R.run.seed = o.seed;
+  R.run.bootstrap_samples = o.bootstrap;
+  R.run.alpha = o.alpha;
+  for (const auto& d : o.designs) R.run.designs.emplace_back(d.name);
+
+  // ---- load: model, tokenizer, training data, tasks
+  StageTimer load_timer("", "load");
+  detail::say(o, "loading " + o.model.string());
+  Backbone bb = Backbone::load(o.model);
+  bb.set_threads(o.threads);
+  const Tokenizer tok = Tokenizer::load(o.model);
+  const ModelConfig& mc = bb.config();
+  R.run.model_arch = mc.arch;
+  R.run.d_model = mc.d_model;
+  R.run.n_layers = mc.n_layers;
+  R.run.n_params = static_cast<std::int64_t>(bb.weight_bytes() / sizeof(float));
+  R.run.threads = bb.threads();
+  std::vector<eval::Task> tasks;
+  for (const auto& name : o.tasks)
+    tasks.push_back(eval::load_bundled_task(name, o.data_dir, {o.max_examples, 42}));
+  for (const auto& dir : o.task_dirs) tasks.push_back(eval::load_task_dir(dir));
+  if (tasks.empty()) throw config_error("compare: no tasks (--tasks or --task-dir)");
+  {
+    std::set<std::string> names;
+    for (const auto& t : tasks)
+      if (!names.insert(t.name).second)
+        throw config_error("compare: task '" + t.name + "' given twice");
+  }
+  std::vector<train::Example> examples = detail::load_training(o.train, o.data_dir);
+  const auto n_read = static_cast<std::int64_t>(examples.size());
+  R.run.n_train_overlap = detail::decontaminate(examples, tasks);
+  if (R.run.n_train_overlap > 0)
+    detail::say(o, "removed " + std::to_string(R.run.n_train_overlap) + " of " +
+                       std::to_string(n_read) +
+                       " training examples that share a text with an evaluation example");
+  if (o.max_train > 0 && static_cast<std::int64_t>(examples.size()) > o.max_train)
+    examples.resize(static_cast<std::size_t>(o.max_train));
+  if (examples.size() < 2)
+    throw input_error(o.train.string() + ": " + std::to_string(examples.size()) +
+                      " training examples left of " + std::to_string(n_read) + " after removing " +
+                      std::to_string(R.run.n_train_overlap) +
+                      " that share a text with the evaluation tasks (evaluate on a subsample "
+                      "with --max-examples, or train on other data)");
+  R.run.n_train = static_cast<std::int64_t>(examples.size());
+  R.run.head_config["multi_layer.n_latents"] = std::to_string(
+      o.ml_latents > 0
+          ? o.ml_latents
+          : pooling::MultiLayerHead<float>::Config::defaults(mc.d_model, mc.n_layers).n_latents);
+  R.run.head_config["latent.n_latents"] = std::to_string(
+      o.latent_latents > 0 ? o.latent_latents
+                           : pooling::LatentHead<float>::Config::defaults(mc.d_model).n_latents);
+  R.stages.push_back(load_timer.finish(std::to_string(examples.size()) + " training examples, " +
+                                       std::to_string(tasks.size()) + " tasks"));
+
+  // ---- resume check: DIR/run.json must describe the same experiment
+  const json::Value fp = detail::run_fingerprint(o, R.run.n_train);
+  const fs::path fp_file = o.out / "run.json";
+  if (fs::exists(fp_file)) {
+    const json::Value old = json::parse(read_text_file(fp_file), fp_file.string());
+    if (json::dump(old) != json::dump(fp))
+      throw config_error(o.out.string() +
+                         " holds a comparison with other settings (run.json differs): use "
+                         "another --out, or delete it to start over");
+  } else {
+    write_file_atomic(fp_file, json::dump(fp, 1) + "\n");
+  }
+
+  const train::CacheDataset train_data = train::CacheDataset::from_examples(examples);
+  eval::EvalOptions eopt;
+  eopt.progress = o.progress;
+
+  // Task infos (n_examples filled from the first design's per-example counts).
+  for (const auto& t : tasks) R.run.tasks.push_back({t.name, t.category(), t.main_metric(), 0});
+
+  const std::size_t n_designs = o.designs.size();
+  for (std::size_t di = 0; di < n_designs; ++di) {
+    const Design& design = o.designs[di];
+    const std::string dname(design.name);
+    const std::string tag =
+        "[" + std::to_string(di + 1) + "/" + std::to_string(n_designs) + " " + dname + "] ";
+    if (auto done = load_design(o.out, dname)) {
+      detail::say(o, tag + "finished in an earlier run: resumed from " +
+                         design_file(o.out, dname).string());
+      R.designs.push_back(std::move(*done));
+      continue;
+    }
+    DesignResult D;
+    D.design = dname;
+    D.attention = std::string(design.attention);
+    D.pooling = std::string(design.pooling);
+    D.capture = to_string(design.capture);
+    const AttentionKind att = parse_attention(design.attention);
+
+    // ---- cache + train
+    std::optional<pooling::MultiLayerHead<float>> ml;
+    std::optional<pooling::LatentHead<float>> lat;
+    if (design.trainable()) {
+      const std::string key = cache_key(design);
+      const fs::path cache_dir = o.out / "cache" / key;
+      StageTimer ct(dname, "cache");
+      bool reused = false;
+      try {
+        (void)train::Cache::open(cache_dir);
+        reused = true;
+      } catch (const config_error&) {
+      }
+      if (!reused) {
+        detail::say(o, tag + "caching " + key + " over " + std::to_string(train_data.texts.size()) +
+                           " training texts");
+        train::CacheOptions copt;
+        copt.capture = design.capture;
+        copt.d = mc.d_model;
+        copt.model_layers = mc.n_layers;
+        copt.model = o.model.string();
+        copt.attention = std::string(design.attention);
+        copt.progress = o.progress;
+        const auto rep = train::build_cache(
+            cache_dir, train_data,
+            [&](const train::CacheText& t) {
+              return detail::tokenize_text(tok, t.instruction, t.text);
+            },
+            [&](const TokenBatch& b) {
+              return bb.forward(b, att, design.capture, {.truncate = true});
+            },
+            copt);
+        D.stages.push_back(ct.finish(std::to_string(rep.texts) + " texts, " +
+                                     std::to_string(rep.bytes / 1024) + " KiB"));
+      } else {
+        detail::say(o, tag + "reusing the cache " + key);
+        D.stages.push_back(ct.finish("reused cache " + key));
+      }
+      const train::Cache cache = train::Cache::open(cache_dir);
+
+      StageTimer tt(dname, "train");
+      train::TrainOptions topt;
+      topt.steps = o.steps;
+      topt.batch = o.batch;
+      topt.lr = o.lr;
+      topt.warmup = o.warmup;
+      topt.seed = o.seed;
+      auto run_training = [&](auto& head) {
+        head.init(o.seed);
+        train::Trainer trainer(head, cache, topt);
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::int64_t every = std::max<std::int64_t>(1, o.steps / 10);
+        while (!trainer.done()) {
+          const train::StepStats st = trainer.step();
+          D.loss.push_back({st.step, st.loss});
+          if (o.progress && (st.step % every == 0 || st.step == o.steps)) {
+            const double el =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            char buf[160];
+            std::snprintf(buf, sizeof buf, "train step %lld/%lld  loss %.4f  %.1f steps/s",
+                          static_cast<long long>(st.step), static_cast<long long>(o.steps), st.loss,
+                          static_cast<double>(st.step) / std::max(el, 1e-9));
+            detail::say(o, tag + buf);
+          }
+        }
+        fs::create_directories(o.out / "heads");
+        const fs::path hf = o.out / "heads" / (dname + ".safetensors");
+        head.save(hf);
+        D.head_file = fs::relative(hf, o.out).string();
+        D.head_sha256 = detail::file_fingerprint(hf);
+      };
+      if (design.head == HeadKind::multi_layer) {
+        const auto input = pooling::parse_multi_layer_input(design.pooling);
+        auto cfg = pooling::MultiLayerHead<float>::Config::defaults(mc.d_model, mc.n_layers, input);
+        if (o.ml_latents > 0) cfg.n_latents = o.ml_latents;
+        ml.emplace(cfg);
+        run_training(*ml);
+      } else {
+        auto cfg = pooling::LatentHead<float>::Config::defaults(mc.d_model);
+        if (o.latent_latents > 0) cfg.n_latents = o.latent_latents;
+        lat.emplace(cfg);
+        run_training(*lat);
+      }
+      D.stages.push_back(tt.finish(std::to_string(o.steps) + " steps, final loss " +
+                                   detail::fmt(D.loss.empty() ? NAN : D.loss.back().loss, 4)));
+    }
+
+    // ---- evaluate
+    StageTimer et(dname, "eval");
+    const eval::Embedder embed = [&](std::span<const std::string> texts,
+                                     std::string_view instruction) -> Matrix {
+      TokenBatch b;
+      for (const auto& t : texts) detail::add_text(b, detail::tokenize_text(tok, instruction, t));
+      const Captured c = bb.forward(b, att, design.capture, {.truncate = true});
+      Matrix e;
+      if (ml)
+        e = ml->forward(c);
+      else if (lat)
+        e = lat->forward(c);
+      else if (design.pooling == pooling::eos::name)
+        e = pooling::eos_forward(c);
+      else
+        e = pooling::mean_forward(c);
+      detail::normalize_rows(e);
+      return e;
+    };
+    std::string per_task;
+    for (const auto& task : tasks) {
+      detail::say(o, tag + "evaluating " + task.name);
+      const eval::TaskResult tr = eval::evaluate(task, embed, eopt);
+      D.tasks.push_back(
+          {tr.task, tr.category, tr.main_metric, tr.main_score, tr.metrics, tr.per_example});
+      per_task +=
+          (per_task.empty() ? "" : ", ") + tr.task + " " + detail::fmt(tr.seconds, 1) + " s";
+    }
+    D.stages.push_back(et.finish(per_task));
+    save_design(o.out, D);
+    R.designs.push_back(std::move(D));
+    // A report after every design: progress a person can open while the run goes on.
+    for (auto& ti : R.run.tasks)
+      if (const TaskScore* s = R.designs.front().find_task(ti.task))
+        ti.n_examples = static_cast<std::int64_t>(s->per_example.size());
+    Results partial = R;
+    partial.run.finished_utc = "(running: " + std::to_string(di + 1) + " of " +
+                               std::to_string(n_designs) + " designs done)";
+    partial.tests = compute_tests(partial, {o.bootstrap, o.seed});
+    write_report(partial, o.out);
+  }
+  for (auto& ti : R.run.tasks)
+    if (const TaskScore* s = R.designs.front().find_task(ti.task))
+      ti.n_examples = static_cast<std::int64_t>(s->per_example.size());
+
+  StageTimer st("", "stats");
+  detail::say(o, "significance tests (" + std::to_string(o.bootstrap) + " bootstrap resamples)");
+  R.tests = compute_tests(R, {o.bootstrap, o.seed});
+  R.stages.push_back(st.finish());
+  R.run.finished_utc = detail::utc_now();
+  StageTimer rt("", "report");
+  write_report(R, o.out);
+  R.stages.push_back(rt.finish());
+  write_report(R, o.out);  // again, so the report stage's own cost is in it
+  return R;
+}
+
+/// Re-renders DIR's report from DIR/results.json and DIR/designs/*.json (tests recomputed
+/// from the per-example scores) - after an edit of the renderer, or with another alpha.
+inline Results rerender(const std::filesystem::path& dir, std::optional<double> alpha,
+                        std::optional<std::int64_t> bootstrap) {
+  Results r = load_results(dir / "results.json");
+  for (auto& d : r.designs)
+    if (auto full = load_design(dir, d.design)) d.tasks = std::move(full->tasks);
+  if (alpha) r.run.alpha = *alpha;
+  if (bootstrap) r.run.bootstrap_samples = *bootstrap;
+  r.tests = compute_tests(r, {r.run.bootstrap_samples, r.run.seed});
+  write_report(r, dir);
+  return r;
+}
+
+}  // namespace lmembed::compare
