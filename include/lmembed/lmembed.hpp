@@ -29,3 +29,4 @@
 #include "lmembed/nn/reduce.hpp"
 #include "lmembed/pooling/pooling.hpp"
 #include "lmembed/encoder.hpp"
+#include "lmembed/compare/compare.hpp"
