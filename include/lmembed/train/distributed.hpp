@@ -1,0 +1,376 @@
+// lmembed/train/distributed.hpp - data-parallel head training over a Communicator (MPI today).
+//
+// Every rank holds the whole (small) cache index and a replica of the head and its AdamW state.
+// One step of the global batch (see docs/distributed.md for the gradient argument):
+//   1. every rank draws the same global batch (same seed, same permutation and negative
+//      sampling as train::Trainer) and lists its distinct texts, n of them;
+//   2. rank r embeds its contiguous slice [n r / R, n (r + 1) / R) of those texts, `chunk` texts
+//      at a time, keeping no activations (GradCache);
+//   3. all-gather of the slices' embeddings: every rank has all n rows, so every query is scored
+//      against the global pool of positives and hard negatives;
+//   4. every rank computes the global InfoNCE loss and its gradient with respect to all n
+//      embeddings (a small [n, d] computation, redundant on each rank) and keeps the rows of its
+//      own slice: that is exactly d(global loss)/d(own embeddings), which a plain all-gather
+//      (no gradient through the gathered copies) would get wrong;
+//   5. rank r back-propagates its rows through the head chunk by chunk (GradCache's second pass)
+//      and the head gradients are summed over ranks (one all-reduce of all parameters);
+//   6. clipping, schedule and AdamW run identically on every rank, so the replicas stay
+//      bit-identical (checked by a weights checksum every step in debug builds, on demand
+//      otherwise).
+// With a SingleProcess communicator this is train::Trainer's step, bit for bit; on R ranks it
+// differs only by the order in which the all-reduce adds the ranks' partial gradients.
+// Only rank 0 writes checkpoints (atomically, train::Trainer's format); every rank reads them.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "lmembed/core/error.hpp"
+#include "lmembed/io/safetensors.hpp"
+#include "lmembed/train/cache.hpp"
+#include "lmembed/train/comm.hpp"
+#include "lmembed/train/loss.hpp"
+#include "lmembed/train/optim.hpp"
+#include "lmembed/train/random.hpp"
+#include "lmembed/train/trainer.hpp"
+
+namespace lmembed::train {
+
+/// What one distributed step did, beyond StepStats.
+struct DistributedStepStats : StepStats {
+  std::int64_t local_texts = 0;  ///< texts this rank embedded
+  std::int64_t comm_bytes = 0;   ///< payload bytes this rank's collectives moved this step
+};
+
+/// Data-parallel train::Trainer: same options, same results (see the header comment), the
+/// global batch split over the ranks of `comm`. The head, cache and communicator must outlive it.
+template <class Head>
+class DistributedTrainer {
+ public:
+  using Scalar = float;
+  using P =
+      std::remove_pointer_t<typename decltype(std::declval<Head&>().parameters())::value_type>;
+
+  DistributedTrainer(Head& head, const Cache& cache, TrainOptions opt, Communicator& comm)
+      : head_(head),
+        cache_(cache),
+        opt_(opt),
+        comm_(comm),
+        optim_(head.parameters(), opt.adamw),
+        rng_(opt.seed) {
+    if (opt_.batch < 1) throw config_error("batch must be at least 1");
+    if (opt_.steps < 1) throw config_error("steps must be at least 1");
+    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
+    if (head_.capture() != cache_.capture())
+      throw config_error(std::string("the ") + head_.name() + " head consumes " +
+                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
+                         " holds " + to_string(cache_.capture()));
+    new_epoch();
+    // Replicas start identical: rank 0's initial weights win.
+    broadcast_weights();
+  }
+
+  std::int64_t step_count() const { return step_; }
+  bool done() const { return step_ >= opt_.steps; }
+  const TrainOptions& options() const { return opt_; }
+  Communicator& comm() const { return comm_; }
+
+  /// One optimizer step on the next global batch (a collective: every rank calls it).
+  DistributedStepStats step() {
+    if (done()) throw config_error("training is already complete");
+    const std::int64_t bytes0 = comm_.stats().total();
+    // 1. The global batch and its distinct texts (identical on every rank).
+    std::vector<std::int64_t> ex;
+    for (std::int64_t b = 0; b < opt_.batch; ++b) {
+      if (cursor_ >= std::int64_t(order_.size())) {
+        ++epoch_;
+        new_epoch();
+      }
+      ex.push_back(order_[std::size_t(cursor_++)]);
+    }
+    std::vector<std::int64_t> uniq;
+    std::unordered_map<std::int64_t, std::int64_t> row_of;
+    auto row = [&](std::int64_t text) {
+      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
+      if (fresh) uniq.push_back(text);
+      return it->second;
+    };
+    std::vector<std::int64_t> qi, pi, ni;
+    const auto& examples = cache_.dataset().examples;
+    for (auto e : ex) {
+      const CacheExample& c = examples[std::size_t(e)];
+      qi.push_back(row(c.query));
+      pi.push_back(row(c.positive));
+      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
+      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
+        for (auto n : c.negatives) ni.push_back(row(n));
+      } else {
+        std::vector<std::int64_t> pick = c.negatives;
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          std::swap(pick[std::size_t(k)],
+                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          ni.push_back(row(pick[std::size_t(k)]));
+      }
+    }
+    const std::int64_t n = std::int64_t(uniq.size());
+    const std::int64_t R = comm_.size(), me = comm_.rank();
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(R));
+    for (std::int64_t r = 0; r < R; ++r)
+      counts[std::size_t(r)] = slice_begin(n, r + 1) - slice_begin(n, r);
+    const std::int64_t lo = slice_begin(n, me), m = counts[std::size_t(me)];
+    const std::span<const std::int64_t> mine =
+        std::span<const std::int64_t>(uniq).subspan(std::size_t(lo), std::size_t(m));
+    const std::int64_t chunk = opt_.chunk > 0 ? std::min(opt_.chunk, std::max<std::int64_t>(m, 1))
+                                              : std::max<std::int64_t>(m, 1);
+    const bool one_pass = chunk >= m;
+    const std::int64_t D = head_.dim();
+
+    // 2. Embed this rank's slice.
+    head_.zero_grad();
+    MatrixX<Scalar> local(m, D);
+    typename Head::Context ctx;
+    if (m > 0) {
+      if (one_pass) {
+        local = head_.forward(cache_.gather<Scalar>(mine), ctx);
+      } else {
+        for (std::int64_t b = 0; b < m; b += chunk) {
+          const std::int64_t k = std::min(chunk, m - b);
+          local.middleRows(b, k) =
+              head_.forward(cache_.gather<Scalar>(mine.subspan(std::size_t(b), std::size_t(k))));
+        }
+      }
+    }
+
+    // 3. All-gather: rows are contiguous per rank in rank order, so the result is [n, D] in the
+    //    order of `uniq` (row-major matrices: a rank's rows are one block of floats).
+    std::vector<std::int64_t> fcounts(counts.size());
+    for (std::size_t r = 0; r < counts.size(); ++r) fcounts[r] = counts[r] * D;
+    const std::vector<Scalar> all = comm_.allgatherv<Scalar>(
+        std::span<const Scalar>(local.data(), std::size_t(local.size())), fcounts);
+    const MatrixX<Scalar> emb = Eigen::Map<const MatrixX<Scalar>>(all.data(), n, D);
+
+    // 4. Global loss; gradient w.r.t. every embedding, of which this rank keeps its rows.
+    auto take = [&](const std::vector<std::int64_t>& idx) {
+      MatrixX<Scalar> t(std::int64_t(idx.size()), D);
+      for (std::size_t i = 0; i < idx.size(); ++i) t.row(Eigen::Index(i)) = emb.row(idx[i]);
+      return t;
+    };
+    const MatrixX<Scalar> q = take(qi), p = take(pi);
+    const MatrixX<Scalar> negs = ni.empty() ? MatrixX<Scalar>(0, D) : take(ni);
+    const InfoNceResult<Scalar> r = info_nce<Scalar>(q, p, negs, opt_.loss);
+    MatrixX<Scalar> d_emb = MatrixX<Scalar>::Zero(n, D);
+    for (std::size_t i = 0; i < qi.size(); ++i)
+      d_emb.row(qi[i]) += r.d_queries.row(Eigen::Index(i));
+    for (std::size_t i = 0; i < pi.size(); ++i)
+      d_emb.row(pi[i]) += r.d_positives.row(Eigen::Index(i));
+    for (std::size_t i = 0; i < ni.size(); ++i)
+      d_emb.row(ni[i]) += r.d_negatives.row(Eigen::Index(i));
+
+    // 5. Back-propagate this rank's rows, then sum the head gradients over ranks.
+    if (m > 0) {
+      if (one_pass) {
+        head_.backward(MatrixX<Scalar>(d_emb.middleRows(lo, m)), ctx);
+      } else {
+        for (std::int64_t b = 0; b < m; b += chunk) {
+          const std::int64_t k = std::min(chunk, m - b);
+          typename Head::Context c;
+          head_.forward(cache_.gather<Scalar>(mine.subspan(std::size_t(b), std::size_t(k))), c);
+          head_.backward(MatrixX<Scalar>(d_emb.middleRows(lo + b, k)), c);
+        }
+      }
+    }
+    if (R > 1) allreduce_grads();
+
+    // 6. Clip, schedule, update - identical on every rank.
+    DistributedStepStats st;
+    st.grad_norm = clip_grad_norm(optim_.parameters(), opt_.clip);
+    st.lr = linear_schedule(opt_.lr, step_, opt_.warmup, opt_.steps);
+    optim_.step(st.lr);
+    ++step_;
+    st.step = step_;
+    st.loss = double(r.loss);
+    st.texts = n;
+    st.local_texts = m;
+#ifndef NDEBUG
+    verify_replicas();
+#endif
+    st.comm_bytes = comm_.stats().total() - bytes0;
+    return st;
+  }
+
+  /// Checksum of the head's weights (bytes of every parameter, in order).
+  std::uint64_t weights_checksum() const {
+    std::vector<std::byte> bytes;
+    for (const P* p : optim_.parameters()) {
+      const auto* b = reinterpret_cast<const std::byte*>(p->value.data());
+      bytes.insert(bytes.end(), b, b + p->value.size() * std::int64_t(sizeof(Scalar)));
+    }
+    return checksum64(bytes);
+  }
+
+  /// Collective: throws io_error on every rank when some rank's weights differ from rank 0's.
+  void verify_replicas() {
+    const auto sums = comm_.allgather_one<std::uint64_t>(weights_checksum());
+    for (std::size_t r = 1; r < sums.size(); ++r)
+      if (sums[r] != sums[0])
+        throw io_error("distributed training: the weights of rank " + std::to_string(r) +
+                       " differ from rank 0's after step " + std::to_string(step_) +
+                       " (replicas diverged)");
+  }
+
+  /// Collective: rank 0 writes `dir`/checkpoint.safetensors atomically (train::Trainer's
+  /// format and keys, so either trainer resumes it); the others wait until it is written.
+  void save_checkpoint(const std::filesystem::path& dir) {
+    if (comm_.rank() == 0) {
+      std::filesystem::create_directories(dir);
+      io::SafetensorsWriter w;
+      for (const P* p : optim_.parameters()) w.add("param." + p->name, p->value, p->shape);
+      for (const auto& [k, v] : optim_.state()) w.add(k, v);
+      for (const auto& [k, v] : identity()) w.set_metadata(k, v);
+      w.set_metadata("step", std::to_string(step_));
+      w.set_metadata("epoch", std::to_string(epoch_));
+      w.set_metadata("cursor", std::to_string(cursor_));
+      w.set_metadata("rng", rng_.state());
+      w.write(dir / "checkpoint.safetensors");
+    }
+    comm_.barrier();
+  }
+
+  /// Every rank reads the checkpoint (config_error naming the first option that differs).
+  void load_checkpoint(const std::filesystem::path& dir) {
+    const auto file = dir / "checkpoint.safetensors";
+    if (!std::filesystem::exists(file))
+      throw config_error(dir.string() + " holds no checkpoint.safetensors");
+    const auto f = io::SafetensorsFile::open(file);
+    const auto& meta = f.metadata();
+    for (const auto& [k, v] : identity()) {
+      auto it = meta.find(k);
+      if (it == meta.end() || it->second != v)
+        throw config_error(file.string() + ": '" + k + "' is " +
+                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
+                           ", this run has '" + v + "' (resume with the same cache and options)");
+    }
+    auto meta_int = [&](const std::string& k) -> std::int64_t {
+      auto it = meta.find(k);
+      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
+      try {
+        return std::stoll(it->second);
+      } catch (const std::exception&) {
+        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
+      }
+    };
+    auto read = [&](const std::string& name, MatrixX<Scalar>& dst) {
+      const io::TensorView& t = f.tensor(name);
+      if (t.dtype != io::DType::f32 || t.numel() != dst.size())
+        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
+                          " " + to_string(t.shape) + ", expected F32 with " +
+                          std::to_string(dst.size()) + " values");
+      std::memcpy(dst.data(), t.data.data(), t.data.size());
+    };
+    for (P* p : optim_.parameters()) read("param." + p->name, p->value);
+    auto st = optim_.state();
+    for (auto& [k, v] : st) read(k, v);
+    step_ = meta_int("step");
+    optim_.load_state(st, step_);
+    epoch_ = meta_int("epoch");
+    new_epoch();
+    cursor_ = meta_int("cursor");
+    auto rit = meta.find("rng");
+    if (rit == meta.end()) throw config_error(file.string() + ": metadata lacks 'rng'");
+    rng_.set_state(rit->second);
+    verify_replicas();
+  }
+
+ private:
+  /// First text of rank r's slice of n texts (balanced: sizes differ by at most one).
+  std::int64_t slice_begin(std::int64_t n, std::int64_t r) const {
+    return n * r / std::int64_t(comm_.size());
+  }
+
+  /// Sums every parameter's gradient over ranks in one collective.
+  void allreduce_grads() {
+    std::int64_t total = 0;
+    for (const P* p : optim_.parameters()) total += p->grad.size();
+    grad_buf_.resize(std::size_t(total));
+    std::int64_t off = 0;
+    for (const P* p : optim_.parameters()) {
+      std::memcpy(grad_buf_.data() + off, p->grad.data(),
+                  std::size_t(p->grad.size()) * sizeof(Scalar));
+      off += p->grad.size();
+    }
+    comm_.allreduce_sum<Scalar>(grad_buf_);
+    off = 0;
+    for (P* p : optim_.parameters()) {
+      std::memcpy(p->grad.data(), grad_buf_.data() + off,
+                  std::size_t(p->grad.size()) * sizeof(Scalar));
+      off += p->grad.size();
+    }
+  }
+
+  /// Rank 0's weights to every rank.
+  void broadcast_weights() {
+    if (comm_.size() == 1) return;
+    for (P* p : optim_.parameters())
+      comm_.broadcast<Scalar>(std::span<Scalar>(p->value.data(), std::size_t(p->value.size())));
+    comm_.reset_stats();
+  }
+
+  static std::string num(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    return buf;
+  }
+  /// What a checkpoint must agree on (the same keys as train::Trainer's).
+  std::map<std::string, std::string> identity() const {
+    std::map<std::string, std::string> m;
+    for (const auto& [k, v] : head_.metadata()) m["head." + k] = v;
+    m["train.steps"] = std::to_string(opt_.steps);
+    m["train.batch"] = std::to_string(opt_.batch);
+    m["train.lr"] = num(opt_.lr);
+    m["train.warmup"] = std::to_string(opt_.warmup);
+    m["train.clip"] = num(opt_.clip);
+    m["train.seed"] = std::to_string(opt_.seed);
+    m["train.max_negatives"] = std::to_string(opt_.max_negatives);
+    m["train.scale"] = num(opt_.loss.scale);
+    m["train.symmetric"] = opt_.loss.symmetric ? "1" : "0";
+    m["train.hard_negatives"] = opt_.loss.hard_negatives ? "1" : "0";
+    m["train.weight_decay"] = num(opt_.adamw.weight_decay);
+    m["cache.n_texts"] = std::to_string(cache_.n_texts());
+    m["cache.capture"] = to_string(cache_.capture());
+    m["cache.model"] = cache_.model();
+    return m;
+  }
+
+  /// The permutation of epoch `epoch_` (train::Trainer's: a function of seed and epoch only).
+  void new_epoch() {
+    const auto n = cache_.dataset().examples.size();
+    order_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) order_[i] = std::int64_t(i);
+    Rng r(opt_.seed * 0x9e3779b97f4a7c15ULL + std::uint64_t(epoch_) + 1);
+    r.shuffle(order_);
+    cursor_ = 0;
+  }
+
+  Head& head_;
+  const Cache& cache_;
+  TrainOptions opt_;
+  Communicator& comm_;
+  AdamW<P> optim_;
+  Rng rng_;
+  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  std::vector<std::int64_t> order_;
+  std::vector<Scalar> grad_buf_;
+};
+
+}  // namespace lmembed::train
