@@ -79,7 +79,7 @@ class LatentHead {
     std::int64_t n_seq = 0, in_rows = 0;
     std::vector<std::int64_t> seg, src;  ///< pooled-token offsets per text; source rows
     nn::AttentionLayout layout;
-    MatrixX<T> x, xn, ln, x1, n2, h1, g;
+    MatrixX<T> x, xn, ln, x1, n2, h1, gbar;  ///< gbar: per-text mean of GELU(h1)
     typename nn::LayerNorm<T>::Context norm, norm_context, mlp_norm;
     typename nn::CrossAttention<T>::Context attn;
   };
@@ -126,12 +126,15 @@ class LatentHead {
     ctx.x1 += ctx.x;
     mlp_norm_.forward(ctx.x1, ctx.n2, ctx.mlp_norm);
     fc1_.forward(ctx.n2, ctx.h1);
-    nn::gelu_forward(ctx.h1, ctx.g);
-    MatrixX<T> x2;
-    fc2_.forward(ctx.g, x2);
-    x2 += ctx.x1;
-    MatrixX<T> y;
-    nn::segment_mean_forward(x2, ctx.seg, y);
+    MatrixX<T> g;
+    nn::gelu_forward(ctx.h1, g);
+    // y = mean_t (X1 + G W2^T + b2) = mean_t X1 + (mean_t G) W2^T + b2: the second MLP layer
+    // runs on one row per text instead of one per token (exact up to rounding).
+    MatrixX<T> y, f2;
+    nn::segment_mean_forward(g, ctx.seg, ctx.gbar);
+    nn::segment_mean_forward(ctx.x1, ctx.seg, y);
+    fc2_.forward(ctx.gbar, f2);
+    y += f2;
     return y;
   }
   /// Inference forward.
@@ -146,9 +149,10 @@ class LatentHead {
       throw shape_error("latent backward: d_out is [" + std::to_string(d_out.rows()) + ", " +
                         std::to_string(d_out.cols()) + "], the forward gave [" +
                         std::to_string(ctx.n_seq) + ", " + std::to_string(cfg_.d) + "]");
-    MatrixX<T> dx2, dg, dh1, dn2, dx1, dxn, dln, dlat, dx;
+    MatrixX<T> dx2, dgbar, dg, dh1, dn2, dx1, dxn, dln, dlat, dx;
+    fc2_.backward(ctx.gbar, d_out, &dgbar);
+    nn::segment_mean_backward(dgbar, ctx.seg, ctx.x1.rows(), dg);
     nn::segment_mean_backward(d_out, ctx.seg, ctx.x1.rows(), dx2);
-    fc2_.backward(ctx.g, dx2, &dg);
     nn::gelu_backward(ctx.h1, dg, dh1);
     fc1_.backward(ctx.n2, dh1, &dn2);
     mlp_norm_.backward(dn2, ctx.mlp_norm, dx1);

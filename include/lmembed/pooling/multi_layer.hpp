@@ -97,8 +97,8 @@ class MultiLayerHead {
   struct Context {
     std::int64_t n_seq = 0, in_rows = 0;
     nn::AttentionLayout layout;
-    std::vector<std::int64_t> src;  ///< all_tokens: rows of in.states that were gathered
-    MatrixX<T> h, hn, ln, x1, n2, f1, g;
+    std::vector<std::int64_t> src;           ///< all_tokens: rows of in.states that were gathered
+    MatrixX<T> h, hn, ln, x1, n2, f1, gbar;  ///< gbar: per-text mean of GEGLU(f1)
     typename nn::LayerNorm<T>::Context norm, norm_context, ff_norm;
     typename nn::CrossAttention<T>::Context attn;
   };
@@ -169,13 +169,19 @@ class MultiLayerHead {
     for (std::int64_t s = 0; s < n; ++s) ctx.x1.middleRows(s * nl, nl) += latents_.value;
     ff_norm_.forward(ctx.x1, ctx.n2, ctx.ff_norm);
     ff_in_.forward(ctx.n2, ctx.f1);
-    nn::geglu_forward(ctx.f1, ctx.g);
-    MatrixX<T> x2;
-    ff_out_.forward(ctx.g, x2);
-    x2 += ctx.x1;
+    MatrixX<T> g;
+    nn::geglu_forward(ctx.f1, g);
+    // y = mean_i (X1 + G W2^T + b2) = mean_i X1 + (mean_i G) W2^T + b2: the output projection
+    // runs on one row per text instead of one per latent (exact up to rounding).
+    ctx.gbar.resize(n, g.cols());
     MatrixX<T> y(n, cfg_.d);
-    for (std::int64_t s = 0; s < n; ++s)
-      y.row(s) = x2.middleRows(s * nl, nl).colwise().sum() / static_cast<T>(nl);
+    for (std::int64_t s = 0; s < n; ++s) {
+      ctx.gbar.row(s) = g.middleRows(s * nl, nl).colwise().sum() / static_cast<T>(nl);
+      y.row(s) = ctx.x1.middleRows(s * nl, nl).colwise().sum() / static_cast<T>(nl);
+    }
+    MatrixX<T> f2;
+    ff_out_.forward(ctx.gbar, f2);
+    y += f2;
     return y;
   }
   /// Inference forward.
@@ -193,11 +199,15 @@ class MultiLayerHead {
                         std::to_string(d_out.rows()) + ", " + std::to_string(d_out.cols()) +
                         "], the forward gave [" + std::to_string(n) + ", " +
                         std::to_string(cfg_.d) + "]");
-    MatrixX<T> dx2(n * nl, cfg_.d);
-    for (std::int64_t s = 0; s < n; ++s)
+    // Through y = mean_i X1 + gbar W2^T + b2 (see forward): every latent row of text s gets
+    // d_out[s] / n_latents, for X1 directly and for G through gbar.
+    MatrixX<T> dgbar, df1, dn2, dx1, dln, dhn, dh, dlat;
+    ff_out_.backward(ctx.gbar, d_out, &dgbar);
+    MatrixX<T> dg(n * nl, dgbar.cols()), dx2(n * nl, cfg_.d);
+    for (std::int64_t s = 0; s < n; ++s) {
+      dg.middleRows(s * nl, nl).rowwise() = dgbar.row(s) / static_cast<T>(nl);
       dx2.middleRows(s * nl, nl).rowwise() = d_out.row(s) / static_cast<T>(nl);
-    MatrixX<T> dg, df1, dn2, dx1, dln, dhn, dh, dlat;
-    ff_out_.backward(ctx.g, dx2, &dg);
+    }
     nn::geglu_backward(ctx.f1, dg, df1);
     ff_in_.backward(ctx.n2, df1, &dn2);
     ff_norm_.backward(dn2, ctx.ff_norm, dx1);
