@@ -127,7 +127,8 @@ def lmembed_times(binary):
                          check=True, capture_output=True, text=True).stdout
     res = {}
     for b in json.loads(out)["benchmarks"]:
-        res[b["name"].split("/real_time")[0]] = b["real_time"] / 1e3  # ms -> s
+        # "BM_X/64/min_time:2.000/real_time" -> "BM_X/64"
+        res["/".join(b["name"].split("/")[:2])] = b["real_time"] / 1e3  # ms -> s
     return res
 
 
