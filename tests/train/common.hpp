@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "lmembed/core/tensor.hpp"
 
@@ -66,10 +67,11 @@ inline bool have_torch() {
   return ok;
 }
 
-/// Runs tests/train/torch_ref.py MODE DIR; true on success.
-inline bool run_torch_ref(const std::string& mode, const fs::path& dir) {
-  const std::string cmd = "/usr/bin/python3 " + std::string(LMEMBED_SOURCE_DIR) +
-                          "/tests/train/torch_ref.py " + mode + " '" + dir.string() + "'";
+/// Runs tests/train/torch_ref.py MODE DIR... (one interpreter for all); true on success.
+inline bool run_torch_ref(const std::string& mode, const std::vector<fs::path>& dirs) {
+  std::string cmd =
+      "/usr/bin/python3 " + std::string(LMEMBED_SOURCE_DIR) + "/tests/train/torch_ref.py " + mode;
+  for (const auto& d : dirs) cmd += " '" + d.string() + "'";
   return std::system(cmd.c_str()) == 0;
 }
 

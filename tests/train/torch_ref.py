@@ -3,17 +3,20 @@
 
 Matrices are exchanged as text files (numpy.savetxt / loadtxt, full precision), so the C++ side
 needs no npy reader. Usage:
-  torch_ref.py loss DIR      reads q p n opts from DIR, writes loss dq dp dn
-  torch_ref.py adamw DIR     reads w0 grads opts, writes w (after AdamW + schedule + clipping)
+  torch_ref.py loss DIR...   reads q p n opts from each DIR, writes loss dq dp dn
+  torch_ref.py adamw DIR...  reads w0 grads decay opts, writes w norms (AdamW + schedule + clip)
 """
 import os
 import sys
+
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
+warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
 
 
 def load(d, name):
@@ -97,4 +100,6 @@ def run_adamw(d):
 
 
 if __name__ == "__main__":
-    {"loss": run_loss, "adamw": run_adamw}[sys.argv[1]](sys.argv[2])
+    # One interpreter for every case folder: importing torch is the slow part.
+    for d in sys.argv[2:]:
+        {"loss": run_loss, "adamw": run_adamw}[sys.argv[1]](d)

@@ -105,6 +105,7 @@ struct CacheOptions {
   std::int64_t model_layers = 0;        ///< L of the backbone (n_layers captured when all)
   std::string model;                    ///< recorded in the index; a rerun must match
   std::string attention = "causal";     ///< recorded in the index; a rerun must match
+  std::string tokenization;             ///< e.g. "add_eos=1"; recorded; a rerun must match
   std::int64_t shard_bytes = 64 << 20;  ///< a shard closes when its rows reach this size
   std::int64_t batch_tokens = 2048;     ///< tokens per backbone call (at least one text)
   bool progress = true;                 ///< progress on stderr
@@ -315,6 +316,7 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
   header["version"] = 1;
   header["model"] = opt.model;
   header["attention"] = opt.attention;
+  header["tokenization"] = opt.tokenization;
   header["capture"] = to_string(opt.capture);
   header["dtype"] = io::to_string(opt.dtype);
   header["d"] = opt.d;
