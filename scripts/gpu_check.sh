@@ -11,7 +11,7 @@
 #   bench.txt/.json    bench/cuda/compare_transformers.py: lmembed vs transformers tokens/s
 #   summary.txt        one line per step: ok / FAILED / skipped, with seconds
 # Usage: OUT=/path scripts/gpu_check.sh   (env: ARCH=native|90|80..., BENCH_TEXTS=4096,
-#        SKIP_BENCH=1, SKIP_SANITIZER=1, JOBS)
+#        SKIP_BUILD=1, SKIP_BENCH=1, SKIP_SANITIZER=1, JOBS, BUILD=build dir)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_out}
@@ -50,7 +50,7 @@ step() {  # step NAME TIMEOUT_S LOG command... : runs, logs, records ok/FAILED a
 build_cmake() {
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLMEMBED_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
-    -DLMEMBED_BUILD_EXAMPLES=OFF -DLMEMBED_MPI=OFF &&
+    -DLMEMBED_BUILD_EXAMPLES=ON -DLMEMBED_MPI=OFF &&
     cmake --build "$BUILD" -j "$JOBS" --target cuda_host_test cuda_device_test &&
     { cmake --build "$BUILD" -j "$JOBS" --target cuda_backbone_bench || true; }
 }
@@ -74,7 +74,9 @@ build_nvcc() {  # the same three programs without CMake
 }
 export ROOT BUILD NVCC ARCH JOBS
 export -f build_cmake build_nvcc
-if ! step build-cmake 420 build.log build_cmake; then
+if [ -n "${SKIP_BUILD:-}" ]; then  # rerun with the binaries already in $BUILD
+  echo "build        skipped (SKIP_BUILD)" | tee -a "$OUT/summary.txt"
+elif ! step build-cmake 420 build.log build_cmake; then
   step build-nvcc 420 build-nvcc.log build_nvcc || { echo "build failed, see $OUT"; exit 1; }
 fi
 HOST_T="$BUILD/tests/cuda_host_test"
