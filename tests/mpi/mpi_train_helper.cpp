@@ -137,13 +137,14 @@ void run(const Args& a, T& trainer, Head& head, int rank) {
   if (a.resume && fs::exists(ck / "checkpoint.safetensors")) trainer.load_checkpoint(ck);
   std::ofstream loss;
   if (rank == 0) loss.open(fs::path(a.out) / "loss.txt", std::ios::app);
-  std::int64_t bytes = 0, n = 0;
+  std::int64_t bytes = 0, n = 0, texts = 0;
   const auto t0 = std::chrono::steady_clock::now();
   while (!trainer.done()) {
     if (rank == a.kill_rank && trainer.step_count() == a.kill_step) std::raise(SIGKILL);
     const auto st = trainer.step();
     if constexpr (requires { st.comm_bytes; }) bytes += st.comm_bytes;
     ++n;
+    texts += st.texts;
     if (rank == 0) {
       char line[64];
       std::snprintf(line, sizeof line, "%lld %.9g\n", (long long)st.step, st.loss);
@@ -160,9 +161,9 @@ void run(const Args& a, T& trainer, Head& head, int rank) {
       for (auto* p : head.parameters()) params += p->numel();
       std::printf(
           "{\"steps\": %lld, \"seconds\": %.6f, \"steps_per_s\": %.4f, "
-          "\"bytes_per_step\": %.1f, \"head_params\": %lld}\n",
+          "\"bytes_per_step\": %.1f, \"texts_per_step\": %.1f, \"head_params\": %lld}\n",
           (long long)n, secs, double(n) / secs, n ? double(bytes) / double(n) : 0.0,
-          (long long)params);
+          n ? double(texts) / double(n) : 0.0, (long long)params);
     }
   }
 }
@@ -199,8 +200,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  train::Mpi comm(&argc, &argv);
+  train::Communicator& comm = train::world();  // MPI_COMM_WORLD under mpirun
   try {
+    if (std::string(comm.name()) != "mpi") throw config_error("--mode mpi needs mpirun");
     if (comm.rank() == 0) {
       if (!fs::exists(fs::path(a.cache) / "index.json")) build(a);
       fs::create_directories(a.out);
