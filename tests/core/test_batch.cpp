@@ -19,6 +19,16 @@ TEST(TokenBatch, PacksWithoutPadding) {
   EXPECT_EQ(b.pool_start(1), 2);
 }
 
+TEST(TokenBatch, PoolFromOfTheFirstSequenceIsKept) {
+  TokenBatch b;
+  std::vector<std::int32_t> a{1, 2, 3}, c{4, 5};
+  b.add(a, 2);
+  b.add(c);
+  ASSERT_EQ(b.pool_from.size(), 2u);
+  EXPECT_EQ(b.pool_start(0), 2);
+  EXPECT_EQ(b.pool_start(1), 0);
+}
+
 TEST(Captured, CheckRejectsWrongShape) {
   Captured c;
   c.spec = {CaptureLayers::all, CaptureTokens::last};

@@ -26,10 +26,13 @@ struct TokenBatch {
 
   /// Appends one sequence; `pool_from` is relative to the sequence's first token.
   void add(std::span<const std::int32_t> seq, std::int32_t pool_from_token = 0) {
+    // pool_from stays empty while every sequence pools from 0; the first non-zero value
+    // back-fills zeros for the sequences before it.
+    const bool record = pool_from_token != 0 || !pool_from.empty();
+    if (record && pool_from.empty()) pool_from.assign(size(), 0);
     ids.insert(ids.end(), seq.begin(), seq.end());
     offsets.push_back(static_cast<std::int64_t>(ids.size()));
-    if (pool_from_token != 0 && pool_from.empty()) pool_from.assign(size() - 1, 0);
-    if (!pool_from.empty()) pool_from.push_back(pool_from_token);
+    if (record) pool_from.push_back(pool_from_token);
   }
   /// Number of sequences.
   std::size_t size() const noexcept { return offsets.empty() ? 0 : offsets.size() - 1; }
