@@ -45,9 +45,10 @@ for t in $targets; do
     -artifact_prefix="build-fuzz/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -E '^stat::number_of_executed_units' "$work/$t.log" | awk '{print $2}' | tail -1)
-  [ -n "$runs" ] || runs=$(grep -oE 'Done [0-9]+ runs' "$work/$t.log" | awk '{print $2}' | tail -1)
-  cov=$(grep -oE 'cov: [0-9]+' "$work/$t.log" | tail -1 | awk '{print $2}')
+  # (|| true: a log without these lines must not stop the script under set -e/pipefail)
+  runs=$(grep -E '^stat::number_of_executed_units' "$work/$t.log" | awk '{print $2}' | tail -1 || true)
+  [ -n "$runs" ] || runs=$(grep -oE 'Done [0-9]+ runs' "$work/$t.log" | awk '{print $2}' | tail -1 || true)
+  cov=$(grep -oE 'cov: [0-9]+' "$work/$t.log" | tail -1 | awk '{print $2}' || true)
   if [ $rc -ne 0 ]; then
     status=1
     summary+=("fuzz_$t: FAILED (exit $rc) after ${runs:-?} executions; log tail:")
