@@ -59,9 +59,15 @@ int main(int argc, char** argv) {
     if (!std::filesystem::exists(std::filesystem::path(dir) / "index.json")) {
       // batch examples, each with its own query, positive and hard negative.
       std::vector<train::Example> ex;
-      for (std::int64_t i = 0; i < batch; ++i)
-        ex.push_back(
-            {"q" + std::to_string(i), "p" + std::to_string(i), {"n" + std::to_string(i)}, {}, {}});
+      for (std::int64_t i = 0; i < batch; ++i) {
+        // append, not "q" + std::string: GCC 12 misreports -Wrestrict on the latter
+        const std::string id = std::to_string(i);
+        ex.push_back({std::string("q").append(id),
+                      std::string("p").append(id),
+                      {std::string("n").append(id)},
+                      {},
+                      {}});
+      }
       const auto data = train::CacheDataset::from_examples(ex);
       train::CacheOptions o;
       o.capture = {lmembed::CaptureLayers::all, lmembed::CaptureTokens::last};

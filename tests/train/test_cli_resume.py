@@ -27,6 +27,8 @@ rng = random.Random(seed)
 print("kill seed", seed, "(set KILL_SEED to replay)")
 
 tmp = tempfile.mkdtemp(prefix="lmembed-train-resume-")
+# Threads that sleep at barriers: spinning OpenMP threads crawl on a loaded 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 def run(*args):
@@ -49,7 +51,7 @@ try:
 
     # ---- 1. cache: kill, rerun, compare with an uninterrupted run
     cache_args = ["cache", "--model", model, "--capture", "multi_layer", "--data", jsonl,
-                  "--shard-kb", "16", "--batch-tokens", "64", "--threads", "2"]
+                  "--shard-kb", "16", "--batch-tokens", "64", "--threads", "1"]
     ref = os.path.join(tmp, "cache-ref")
     t0 = time.time()
     out = run(*cache_args, "--out", ref).stdout

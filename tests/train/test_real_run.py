@@ -26,6 +26,7 @@ if not os.path.exists(cli):
 model = os.path.join(data, "models", "stories260K.gguf")
 steps = int(os.environ.get("REAL_RUN_STEPS", "60"))
 tmp = tempfile.mkdtemp(prefix="lmembed-real-run-")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # spinning threads crawl on a loaded machine
 
 
 def run(*args):
@@ -39,11 +40,12 @@ def run(*args):
 
 try:
     jsonl = os.path.join(tmp, "snli.jsonl")
-    r, _ = run("data", "snli", "--in", os.path.join(data, "datasets", "snli_dev"), "--out", jsonl)
+    r, _ = run("data", "snli", "--in", os.path.join(data, "datasets", "snli_dev"), "--out", jsonl,
+               "--limit", os.environ.get("REAL_RUN_EXAMPLES", "1000"))
     print(r.stderr.strip())
     cache = os.path.join(tmp, "cache")
     r, t_cache = run("cache", "--model", model, "--capture", "multi_layer", "--data", jsonl,
-                     "--out", cache, "--eos", "--threads", "2")
+                     "--out", cache, "--eos", "--threads", "1")
     print(r.stdout.strip(), "(%.1f s)" % t_cache)
     head = os.path.join(tmp, "run", "head.safetensors")
     common = ["--cache", cache, "--pooling", "multi_layer", "--batch", "64", "--lr", "3e-3",
@@ -76,7 +78,7 @@ try:
         for name in ("s1", "s2"):
             out = os.path.join(tmp, name + ".npy")
             run("embed", "--model", model, *pool, "--input", os.path.join(tmp, name + ".txt"),
-                "--output", out, "--threads", "2", "--truncate")
+                "--output", out, "--threads", "1", "--truncate")
             e.append(np.load(out))
         cos = (e[0] * e[1]).sum(1) / np.linalg.norm(e[0], axis=1) / np.linalg.norm(e[1], axis=1)
         return spearmanr(cos, gold).correlation
