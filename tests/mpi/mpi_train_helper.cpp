@@ -30,6 +30,7 @@ struct Args {
   std::string mode = "mpi", cache, out;
   std::int64_t steps = 8, batch = 24, chunk = 0, examples = 96, d = 16, layers = 3;
   std::int64_t checkpoint_every = 0, kill_rank = -1, kill_step = -1, threads = 1;
+  std::int64_t perturb_rank = -1;  ///< this rank nudges one weight after step 1 (replica check)
   bool resume = false, bench = false;
 };
 
@@ -68,6 +69,8 @@ Args parse(int argc, char** argv) {
       a.kill_step = ival();
     else if (k == "--threads")
       a.threads = ival();
+    else if (k == "--perturb-rank")
+      a.perturb_rank = ival();
     else if (k == "--resume")
       a.resume = true;
     else if (k == "--bench")
@@ -150,6 +153,7 @@ void run(const Args& a, T& trainer, Head& head, int rank) {
       std::snprintf(line, sizeof line, "%lld %.9g\n", (long long)st.step, st.loss);
       loss << line << std::flush;
     }
+    if (rank == a.perturb_rank && st.step == 1) head.parameters()[0]->value(0, 0) += 1e-3f;
     if (a.checkpoint_every > 0 && st.step % a.checkpoint_every == 0) trainer.save_checkpoint(ck);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

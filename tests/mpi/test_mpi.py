@@ -5,7 +5,8 @@
 2. 2 and 3 ranks (3 with GradCache chunks of 5 texts) give the single-process weights and loss
    curve within 1e-5 relative (the only difference: the order in which the all-reduce adds the
    ranks' partial gradients);
-3. SIGKILL of rank 1 mid-run makes mpirun fail loudly; resuming on 3 ranks from the last
+3. a rank whose weights diverge fails the job (weights checksum compared across ranks);
+4. SIGKILL of rank 1 mid-run makes mpirun fail loudly; resuming on 3 ranks from the last
    checkpoint gives the uninterrupted 3-rank weights bit for bit, and train::Trainer resumes the
    same checkpoint file too.
 Skips (77) when mpirun is absent.
@@ -78,6 +79,11 @@ with tempfile.TemporaryDirectory(prefix="lmembed-mpi-") as tmp:
         check(e_w <= 1e-5, f"-np {n} {' '.join(extra)}: weights within 1e-5 of Trainer ({e_w:.2e})")
         check(e_l <= 1e-5, f"-np {n}: loss curve within 1e-5 of Trainer ({e_l:.2e})")
         check(len(losses(d)) == 8, f"-np {n}: rank 0 alone wrote the 8 losses")
+
+    # The replica check can fail: rank 2 nudges one weight after step 1.
+    p = run(common + ["--out", out("perturbed"), "--perturb-rank", "2"], np_=3, expect_ok=False)
+    check(p.returncode != 0 and "differ from rank 0" in p.stdout + p.stderr,
+          f"diverged replicas fail the job loudly (mpirun exit {p.returncode})")
 
     # Kill rank 1 before step 6 (checkpoints after steps 3 and 6 -> the last one is step 3).
     full = out("np3ck")
