@@ -29,6 +29,18 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p build-fuzz/artifacts
 status=0
 summary=()
+# All targets run at the same time (FUZZ_SERIAL=1: one after another), so the fuzz step costs
+# about SECONDS of wall time however many targets there are.
+run_target() {
+  local t=$1 secs=$2 corpus="$work/$1"
+  local dict=()
+  [ -f tests/fuzz/"$t".dict ] && dict=(-dict=tests/fuzz/"$t".dict)
+  build-fuzz/fuzz/fuzz_"$t" "${dict[@]}" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-65536}" \
+    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="build-fuzz/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
+  echo $? >"$work/$t.rc"
+}
+declare -A secs_of
 for t in $targets; do
   corpus="$work/$t"
   mkdir -p "$corpus"
@@ -36,25 +48,22 @@ for t in $targets; do
   # The JSON parser is also fuzzed through safetensors headers; its own target gets a quarter.
   secs=$seconds
   [ "$t" = json ] && secs=$(( seconds / 4 > 0 ? seconds / 4 : 1 ))
+  secs_of[$t]=$secs
   log "fuzz_$t: ${secs} s from $(ls "$corpus" | wc -l) seeds"
-  dict=()
-  [ -f tests/fuzz/"$t".dict ] && dict=(-dict=tests/fuzz/"$t".dict)
-  set +e
-  build-fuzz/fuzz/fuzz_"$t" "${dict[@]}" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-65536}" \
-    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="build-fuzz/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
-  rc=$?
-  set -e
-  # (|| true: a log without these lines must not stop the script under set -e/pipefail)
+  if [ "${FUZZ_SERIAL:-0}" = 1 ]; then run_target "$t" "$secs"; else run_target "$t" "$secs" & fi
+done
+wait
+for t in $targets; do
+  rc=$(cat "$work/$t.rc" 2>/dev/null || echo 1)
   runs=$(grep -E '^stat::number_of_executed_units' "$work/$t.log" | awk '{print $2}' | tail -1 || true)
   [ -n "$runs" ] || runs=$(grep -oE 'Done [0-9]+ runs' "$work/$t.log" | awk '{print $2}' | tail -1 || true)
   cov=$(grep -oE 'cov: [0-9]+' "$work/$t.log" | tail -1 | awk '{print $2}' || true)
-  if [ $rc -ne 0 ]; then
+  if [ "$rc" -ne 0 ]; then
     status=1
     summary+=("fuzz_$t: FAILED (exit $rc) after ${runs:-?} executions; log tail:")
     tail -40 "$work/$t.log" >&2
   else
-    summary+=("fuzz_$t: ${runs:-?} executions in ${secs} s (coverage ${cov:-?} edges), no findings")
+    summary+=("fuzz_$t: ${runs:-?} executions in ${secs_of[$t]} s (coverage ${cov:-?} edges), no findings")
   fi
 done
 for line in "${summary[@]}"; do echo "$line"; done
