@@ -87,8 +87,10 @@ struct CrossAttention {
     ctx.p.assign(static_cast<std::size_t>(lay.n_segments * heads), MatrixX<T>());
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim)));
     const std::int64_t hd = head_dim;
-    // Heads write disjoint columns, so they run in parallel; segments run in order.
-#pragma omp parallel for schedule(dynamic)
+    // Heads write disjoint columns, so they run in parallel; segments run in order. Small
+    // problems stay on one thread (a parallel region costs more than they do).
+    const bool par = work(lay, nqr, nkr) > 2'000'000;
+#pragma omp parallel for schedule(dynamic) if (par)
     for (std::int64_t h = 0; h < heads; ++h) {
       for (std::int64_t s = 0; s < lay.n_segments; ++s) {
         const auto [qa, qb] = lay.q_range(s, nqr);
@@ -118,7 +120,8 @@ struct CrossAttention {
     MatrixX<T> dq = MatrixX<T>::Zero(ctx.q.rows(), ctx.q.cols());
     MatrixX<T> dkv = MatrixX<T>::Zero(ctx.kv.rows(), ctx.kv.cols());
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-#pragma omp parallel for schedule(dynamic)
+    const bool par = work(lay, nqr, nkr) > 2'000'000;
+#pragma omp parallel for schedule(dynamic) if (par)
     for (std::int64_t h = 0; h < heads; ++h) {
       MatrixX<T> dp;
       for (std::int64_t s = 0; s < lay.n_segments; ++s) {
@@ -148,6 +151,14 @@ struct CrossAttention {
   }
 
  private:
+  /// Multiply-adds of the score and value products, roughly.
+  std::int64_t work(const AttentionLayout& lay, std::int64_t q_rows, std::int64_t kv_rows) const {
+    const std::int64_t q = lay.q_offsets.empty() ? lay.n_segments * q_rows : q_rows;
+    const std::int64_t k = lay.kv_offsets.empty() ? kv_rows
+                                                  : (kv_rows + lay.n_segments - 1) /
+                                                        std::max<std::int64_t>(1, lay.n_segments);
+    return 2 * q * k * inner();
+  }
   void check_layout(std::int64_t q_rows, std::int64_t kv_rows, const AttentionLayout& lay) const {
     auto bad = [](const std::string& what) { throw shape_error("CrossAttention: " + what); };
     if (lay.n_segments < 0) bad("negative segment count");

@@ -5,6 +5,8 @@
 // B is packed per call, O(n k) beside the O(m n k) product. double (gradient checks) uses Eigen.
 #pragma once
 
+#include <algorithm>
+#include <cstring>
 #include <type_traits>
 
 #ifdef _OPENMP
@@ -16,6 +18,9 @@
 
 namespace lmembed::nn {
 
+inline void packed_gemm(const MatrixX<float>& a, const detail::PackedWeight& b, float* c,
+                        std::int64_t ldc, bool accumulate);
+
 /// c = a * b^T (accumulate: c += a * b^T); a [m, k], b [n, k], c [m, n] (resized unless
 /// accumulating).
 template <class T>
@@ -23,15 +28,7 @@ void matmul_nt(const MatrixX<T>& a, const MatrixX<T>& b, MatrixX<T>& c, bool acc
   if (!accumulate) c.resize(a.rows(), b.rows());
   if constexpr (std::is_same_v<T, float>) {
     if (a.rows() * b.rows() * a.cols() >= 4'000'000) {
-      thread_local detail::GemmScratch scratch;
-      const detail::PackedWeight pb = detail::PackedWeight::from(b);
-#ifdef _OPENMP
-      const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-#else
-      const int threads = 1;
-#endif
-      detail::gemm_nt(a.data(), a.cols(), a.rows(), pb, c.data(), c.cols(), accumulate, threads,
-                      scratch);
+      packed_gemm(a, detail::PackedWeight::from(b), c.data(), c.cols(), accumulate);
       return;
     }
   }
@@ -39,6 +36,65 @@ void matmul_nt(const MatrixX<T>& a, const MatrixX<T>& b, MatrixX<T>& c, bool acc
     c.noalias() += a * b.transpose();
   else
     c.noalias() = a * b.transpose();
+}
+
+/// Packs src^T (src [k, n] row-major) as a PackedWeight of n x k: the k-major panels read rows
+/// of src contiguously, so no transposed copy is made.
+inline detail::PackedWeight pack_transposed(const MatrixX<float>& src) {
+  const std::int64_t k = src.rows(), n = src.cols();
+  detail::PackedWeight p = detail::PackedWeight::zeros(n, k);
+  const std::int64_t panels = p.panels();
+#pragma omp parallel for schedule(static) if (n * k > 1'000'000)
+  for (std::int64_t pi = 0; pi < panels; ++pi) {
+    const std::int64_t c0 = pi * detail::kNr;
+    const std::int64_t cols = std::min<std::int64_t>(detail::kNr, n - c0);
+    float* dst = p.data.data() + pi * k * detail::kNr;
+    for (std::int64_t kk = 0; kk < k; ++kk)
+      std::memcpy(dst + kk * detail::kNr, src.data() + kk * n + c0,
+                  static_cast<std::size_t>(cols) * sizeof(float));
+  }
+  return p;
+}
+
+/// Runs gemm_nt on all OpenMP threads (one inside a parallel region).
+inline void packed_gemm(const MatrixX<float>& a, const detail::PackedWeight& b, float* c,
+                        std::int64_t ldc, bool accumulate) {
+  thread_local detail::GemmScratch scratch;
+#ifdef _OPENMP
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  detail::gemm_nt(a.data(), a.cols(), a.rows(), b, c, ldc, accumulate, threads, scratch);
+}
+
+/// c = a * b (a [m, k], b [k, n]).
+template <class T>
+void matmul_nn(const MatrixX<T>& a, const MatrixX<T>& b, MatrixX<T>& c) {
+  c.resize(a.rows(), b.cols());
+  if constexpr (std::is_same_v<T, float>) {
+    if (a.rows() * b.cols() * a.cols() >= 4'000'000) {
+      packed_gemm(a, pack_transposed(b), c.data(), c.cols(), false);
+      return;
+    }
+  }
+  c.noalias() = a * b;
+}
+
+/// c += a^T * b (a [m, p], b [m, q], c [p, q]) - a weight gradient dW += dy^T x.
+/// float computes c^T = b^T a with b^T copied (the smaller side) and a packed from its rows.
+template <class T>
+void matmul_tn_accumulate(const MatrixX<T>& a, const MatrixX<T>& b, MatrixX<T>& c) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (a.rows() * a.cols() * b.cols() >= 4'000'000) {
+      const MatrixX<float> bt = b.transpose();  // [q, m]
+      MatrixX<float> ct(b.cols(), a.cols());    // [q, p]
+      packed_gemm(bt, pack_transposed(a), ct.data(), ct.cols(), false);
+      c += ct.transpose();
+      return;
+    }
+  }
+  c.noalias() += a.transpose() * b;
 }
 
 }  // namespace lmembed::nn

@@ -52,12 +52,9 @@ struct Linear {
 
   /// Accumulates dW += dy^T x, db += sum_rows dy; writes dx = dy W when dx is non-null.
   void backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>* dx) {
-    weight.grad.noalias() += dy.transpose() * x;
+    matmul_tn_accumulate(dy, x, weight.grad);
     if (has_bias) bias.grad.row(0) += dy.colwise().sum();
-    if (dx) {
-      const MatrixX<T> wt = weight.value.transpose();  // dx = dy W = dy (W^T)^T
-      matmul_nt(dy, wt, *dx);
-    }
+    if (dx) matmul_nn(dy, weight.value, *dx);
   }
 
   /// weight then bias.
