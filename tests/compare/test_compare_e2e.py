@@ -13,6 +13,7 @@ training steps on the bundled SNLI triplets. Checks:
   - a rerun resumes every finished design without recomputing it (files byte-identical);
   - a rerun with other settings into the same folder is refused with a clear message.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -79,6 +80,8 @@ def main():
         head = os.path.join(out, by[d]["head_file"])
         if not os.path.getsize(head) > 0:
             fail(f"{d}: no head file")
+        if hashlib.sha256(open(head, "rb").read()).hexdigest() != by[d]["head_sha256"]:
+            fail(f"{d}: head_sha256 does not match the head file")
         for s in ("cache", "train", "eval"):
             if st[d][s]["wall_s"] <= 0 or st[d][s]["peak_rss_bytes"] <= 0:
                 fail(f"{d}: stage {s} not measured: {st[d][s]}")

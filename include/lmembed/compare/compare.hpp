@@ -40,6 +40,7 @@
 #include "lmembed/core/file.hpp"
 #include "lmembed/core/json.hpp"
 #include "lmembed/eval/runner.hpp"
+#include "lmembed/eval/sha256.hpp"
 #include "lmembed/eval/tasks.hpp"
 #include "lmembed/pooling/latent.hpp"
 #include "lmembed/pooling/multi_layer.hpp"
@@ -193,17 +194,6 @@ inline void normalize_rows(Matrix& m) {
     const float n = m.row(i).norm();
     if (n > 0) m.row(i) /= n;
   }
-}
-
-/// sha256 would need a dependency; a 64-bit FNV-1a of the head file is enough to tell files
-/// apart in results.json (not a security property).
-inline std::string file_fingerprint(const std::filesystem::path& f) {
-  const std::string s = read_text_file(f);
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
-  return buf;
 }
 
 /// The settings a resumed run must share with the run that wrote DIR (else the designs
@@ -408,7 +398,7 @@ inline Results run_compare(const CompareOptions& o) {
         const fs::path hf = o.out / "heads" / (dname + ".safetensors");
         head.save(hf);
         D.head_file = fs::relative(hf, o.out).string();
-        D.head_sha256 = detail::file_fingerprint(hf);
+        D.head_sha256 = eval::sha256_file(hf);
       };
       if (design.head == HeadKind::multi_layer) {
         const auto input = pooling::parse_multi_layer_input(design.pooling);
