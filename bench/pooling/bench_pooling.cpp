@@ -50,6 +50,7 @@ BENCHMARK(BM_MultiLayerForwardBackward)
     ->Arg(256)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
+    ->MeasureProcessCPUTime()
     ->MinTime(2.0);
 
 void BM_LatentForwardBackward(benchmark::State& state) {
@@ -79,6 +80,7 @@ BENCHMARK(BM_LatentForwardBackward)
     ->Arg(512)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
+    ->MeasureProcessCPUTime()
     ->MinTime(2.0);
 
 }  // namespace
