@@ -195,12 +195,15 @@ int main(int argc, char** argv) {
       chunk = std::stoll(next());
     else if (a == "--gemm")
       gemm = true;
+    else if (a == "--combo")
+      only_combo = next();
     else if (a == "--only-gemm")
       gemm = only_gemm = true;
     else {
-      std::fprintf(stderr,
-                   "usage: bench_backbone [--shape llama512|llama1024|qwen896|all] [--threads N]"
-                   " [--repeats N] [--chunk TOKENS] [--gemm] [--only-gemm]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_backbone [--shape llama512|llama1024|qwen896|all] [--threads N]"
+          " [--repeats N] [--chunk TOKENS] [--gemm] [--only-gemm] [--combo causal/mean]\n");
       return 2;
     }
   }
