@@ -215,6 +215,12 @@ inline std::vector<std::string> power_statement(const Results& r) {
     }
     out.push_back(s);
   }
+  for (const auto& t : ri.tasks)
+    if (t.category == "clustering")
+      out.push_back("Task " + t.task + ": its per-example scores are the " +
+                    std::to_string(t.n_examples) +
+                    " k-means runs over the same texts, so its bootstrap measures k-means "
+                    "randomness, not the sampling of texts, and overstates significance.");
   const auto n_all = static_cast<std::int64_t>(ri.tasks.size());
   if (n_all >= 2)
     out.push_back(
