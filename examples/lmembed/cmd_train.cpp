@@ -17,6 +17,7 @@
 #include "command.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/pooling/pooling.hpp"
+#include "lmembed/train/distributed.hpp"
 #include "lmembed/train/trainer.hpp"
 
 #ifdef _OPENMP
@@ -80,7 +81,11 @@ int train_head(Head& head, const train::Cache& cache, const train::TrainOptions&
                               (out.parent_path() / (out.stem().string() + ".ckpt")).string()));
   const std::int64_t every =
       a.get_int("--checkpoint-every", std::max<std::int64_t>(1, opt.steps / 10));
-  train::Trainer<Head> trainer(head, cache, opt);
+  // Under mpirun each rank trains on its slice of every global batch with the full negative
+  // pool (docs/distributed.md); in one process this is exactly train::Trainer.
+  train::Communicator& comm = train::world();
+  const bool lead = comm.rank() == 0;
+  train::DistributedTrainer<Head> trainer(head, cache, opt, comm);
   if (a.get("--resume")) {
     trainer.load_checkpoint(ckpt_dir);
     std::cerr << "lmembed train: resumed from " << ckpt_dir.string() << " at step "
@@ -88,10 +93,12 @@ int train_head(Head& head, const train::Cache& cache, const train::TrainOptions&
   }
   const fs::path csv = out.parent_path() / "loss.csv";
   // Rewrite loss.csv up to the resumed step (a killed run may have logged steps it lost), then
-  // append a row per step.
-  lmembed::write_file_atomic(csv, std::string_view(csv_prefix(csv, trainer.step_count())));
-  std::ofstream log(csv, std::ios::app);
-  const bool tty = ::isatty(2);
+  // append a row per step. Only rank 0 writes files and progress.
+  if (lead)
+    lmembed::write_file_atomic(csv, std::string_view(csv_prefix(csv, trainer.step_count())));
+  std::ofstream log;
+  if (lead) log.open(csv, std::ios::app);
+  const bool tty = lead && ::isatty(2);
   const std::int64_t start = trainer.step_count();
   const std::int64_t log_every = std::max<std::int64_t>(1, opt.steps / 50);
   const auto t0 = std::chrono::steady_clock::now();
@@ -103,6 +110,10 @@ int train_head(Head& head, const train::Cache& cache, const train::TrainOptions&
     char row[256];
     std::snprintf(row, sizeof row, "%lld,%.9g,%.9g,%.9g,%lld,%.3f\n", (long long)st.step, st.loss,
                   st.lr, st.grad_norm, (long long)st.texts, secs);
+    if (!lead) {
+      if (st.step % every == 0 || trainer.done()) trainer.save_checkpoint(ckpt_dir);
+      continue;
+    }
     log << row << std::flush;
     ema = std::isnan(ema) ? st.loss : 0.9 * ema + 0.1 * st.loss;
     const double rate = double(st.step - start) / std::max(secs, 1e-9);
@@ -124,6 +135,7 @@ int train_head(Head& head, const train::Cache& cache, const train::TrainOptions&
     if (st.step % every == 0 || trainer.done()) trainer.save_checkpoint(ckpt_dir);
   }
   if (tty) std::fprintf(stderr, "\n");
+  if (!lead) return 0;
   head.save(out);
   std::cerr << "lmembed train: wrote " << out.string() << " (" << csv.string() << ", checkpoint "
             << ckpt_dir.string() << ")\n";
@@ -232,7 +244,21 @@ int run_train(std::span<const std::string> argv) {
   return train_head(head, cache, opt, a);
 }
 
+/// Under mpirun a failing rank must take the job down, or the others wait in a collective.
+int run_train_any_rank(std::span<const std::string> argv) {
+  try {
+    return run_train(argv);
+  } catch (const std::exception& e) {
+    if (train::world().size() > 1) {
+      std::cerr << "lmembed train: rank " << train::world().rank() << ": error: " << e.what()
+                << "\n";
+      train::world().abort(1);
+    }
+    throw;
+  }
+}
+
 const lmembed::cli::Register reg{"train", "Train a pooling head on a cache (InfoNCE, AdamW)",
-                                 &run_train};
+                                 &run_train_any_rank};
 
 }  // namespace
