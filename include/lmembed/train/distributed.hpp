@@ -350,39 +350,14 @@ class DistributedTrainer {
     comm_.reset_stats();
   }
 
-  static std::string num(double x) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", x);
-    return buf;
-  }
   /// What a checkpoint must agree on (the same keys as train::Trainer's).
   std::map<std::string, std::string> identity() const {
-    std::map<std::string, std::string> m;
-    for (const auto& [k, v] : head_.metadata()) m["head." + k] = v;
-    m["train.steps"] = std::to_string(opt_.steps);
-    m["train.batch"] = std::to_string(opt_.batch);
-    m["train.lr"] = num(opt_.lr);
-    m["train.warmup"] = std::to_string(opt_.warmup);
-    m["train.clip"] = num(opt_.clip);
-    m["train.seed"] = std::to_string(opt_.seed);
-    m["train.max_negatives"] = std::to_string(opt_.max_negatives);
-    m["train.scale"] = num(opt_.loss.scale);
-    m["train.symmetric"] = opt_.loss.symmetric ? "1" : "0";
-    m["train.hard_negatives"] = opt_.loss.hard_negatives ? "1" : "0";
-    m["train.weight_decay"] = num(opt_.adamw.weight_decay);
-    m["cache.n_texts"] = std::to_string(cache_.n_texts());
-    m["cache.capture"] = to_string(cache_.capture());
-    m["cache.model"] = cache_.model();
-    return m;
+    return checkpoint_identity(head_, opt_, cache_);
   }
 
   /// The permutation of epoch `epoch_` (train::Trainer's: a function of seed and epoch only).
   void new_epoch() {
-    const auto n = cache_.dataset().examples.size();
-    order_.resize(n);
-    for (std::size_t i = 0; i < n; ++i) order_[i] = std::int64_t(i);
-    Rng r(opt_.seed * 0x9e3779b97f4a7c15ULL + std::uint64_t(epoch_) + 1);
-    r.shuffle(order_);
+    order_ = epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
     cursor_ = 0;
   }
 

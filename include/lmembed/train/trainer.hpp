@@ -68,6 +68,46 @@ struct StepStats {
   std::int64_t texts = 0;  ///< distinct texts embedded
 };
 
+/// What a checkpoint must agree on to be resumed (train::Trainer and DistributedTrainer share it,
+/// so their checkpoints are interchangeable).
+template <class Head>
+std::map<std::string, std::string> checkpoint_identity(const Head& head, const TrainOptions& opt,
+                                                       const Cache& cache) {
+  auto num = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    return std::string(buf);
+  };
+  std::map<std::string, std::string> m;
+  for (const auto& [k, v] : head.metadata()) m["head." + k] = v;
+  m["train.steps"] = std::to_string(opt.steps);
+  m["train.batch"] = std::to_string(opt.batch);
+  m["train.lr"] = num(opt.lr);
+  m["train.warmup"] = std::to_string(opt.warmup);
+  m["train.clip"] = num(opt.clip);
+  m["train.seed"] = std::to_string(opt.seed);
+  m["train.max_negatives"] = std::to_string(opt.max_negatives);
+  m["train.scale"] = num(opt.loss.scale);
+  m["train.symmetric"] = opt.loss.symmetric ? "1" : "0";
+  m["train.hard_negatives"] = opt.loss.hard_negatives ? "1" : "0";
+  m["train.weight_decay"] = num(opt.adamw.weight_decay);
+  m["cache.n_texts"] = std::to_string(cache.n_texts());
+  m["cache.capture"] = to_string(cache.capture());
+  m["cache.model"] = cache.model();
+  return m;
+}
+
+/// The example order of one epoch: a permutation that depends on seed and epoch only, so a
+/// resumed run (and every rank of a distributed one) draws the same batches.
+inline std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed,
+                                             std::int64_t epoch) {
+  std::vector<std::int64_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = std::int64_t(i);
+  Rng r(seed * 0x9e3779b97f4a7c15ULL + std::uint64_t(epoch) + 1);
+  r.shuffle(order);
+  return order;
+}
+
 /// Trains `Head` (a pooling head class: forward/backward/parameters/zero_grad, nested Context)
 /// on the examples of a Cache. The head must outlive the trainer and must not move.
 template <class Head>
@@ -258,39 +298,14 @@ class Trainer {
   }
 
  private:
-  static std::string num(double x) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", x);
-    return buf;
-  }
   /// What a checkpoint must agree on to be resumed by this trainer.
   std::map<std::string, std::string> identity() const {
-    std::map<std::string, std::string> m;
-    for (const auto& [k, v] : head_.metadata()) m["head." + k] = v;
-    m["train.steps"] = std::to_string(opt_.steps);
-    m["train.batch"] = std::to_string(opt_.batch);
-    m["train.lr"] = num(opt_.lr);
-    m["train.warmup"] = std::to_string(opt_.warmup);
-    m["train.clip"] = num(opt_.clip);
-    m["train.seed"] = std::to_string(opt_.seed);
-    m["train.max_negatives"] = std::to_string(opt_.max_negatives);
-    m["train.scale"] = num(opt_.loss.scale);
-    m["train.symmetric"] = opt_.loss.symmetric ? "1" : "0";
-    m["train.hard_negatives"] = opt_.loss.hard_negatives ? "1" : "0";
-    m["train.weight_decay"] = num(opt_.adamw.weight_decay);
-    m["cache.n_texts"] = std::to_string(cache_.n_texts());
-    m["cache.capture"] = to_string(cache_.capture());
-    m["cache.model"] = cache_.model();
-    return m;
+    return checkpoint_identity(head_, opt_, cache_);
   }
 
   /// The permutation of epoch `epoch_` (a function of seed and epoch only) and cursor 0.
   void new_epoch() {
-    const auto n = cache_.dataset().examples.size();
-    order_.resize(n);
-    for (std::size_t i = 0; i < n; ++i) order_[i] = std::int64_t(i);
-    Rng r(opt_.seed * 0x9e3779b97f4a7c15ULL + std::uint64_t(epoch_) + 1);
-    r.shuffle(order_);
+    order_ = epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
     cursor_ = 0;
   }
 
