@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "../train/fake_backbone.hpp"
+#include "cuda_train_fixture.hpp"
 #include "lmembed/cuda/head_ops.cuh"
 #include "lmembed/cuda/heads.cuh"
-// (trainer tests below)
+#include "lmembed/cuda/trainer.cuh"
 #include "lmembed/pooling/latent.hpp"
 #include "lmembed/pooling/multi_layer.hpp"
 #include "lmembed/train/trainer.hpp"
@@ -163,6 +163,97 @@ TEST(CudaHeadHost, ShapeErrorsAreReported) {
   const Captured ok = make_input(pooling::multi_layer::capture, 2, 3, 8, 1);
   eh.forward(ok, ctx);
   EXPECT_THROW(eh.backward(Matrix::Zero(3, 8), ctx), shape_error);
+}
+
+// ---- the executor trainer over HostOps vs train::Trainer ----------------------------------
+
+/// Runs both trainers `steps` steps; losses and gradient norms within 1e-4 relative.
+template <class Head>
+void compare_trainers(Head& cpu_head, Head& exec_head, const train::Cache& cache,
+                      const train::TrainOptions& o) {
+  train::Trainer<Head> ref(cpu_head, cache, o);
+  HostOps ops;
+  ExecTrainer<Head, HostOps> t(ops, exec_head, cache, o);
+  double worst = 0;
+  while (!ref.done()) {
+    const auto a = ref.step();
+    const auto b = t.step();
+    ASSERT_EQ(a.step, b.step);
+    ASSERT_EQ(a.texts, b.texts);
+    EXPECT_EQ(a.lr, b.lr);
+    EXPECT_LE(std::abs(a.loss - b.loss), 1e-4 * std::abs(a.loss)) << "step " << a.step;
+    EXPECT_LE(std::abs(a.grad_norm - b.grad_norm), 1e-4 * a.grad_norm) << "step " << a.step;
+    worst = std::max(worst, std::abs(a.loss - b.loss) / std::abs(a.loss));
+  }
+  t.sync_head();
+  std::printf("[ value ] %s: %lld steps, worst loss rel diff %.3g, weights rel diff %.3g\n",
+              cpu_head.name(), (long long)o.steps, worst,
+              cuda_train_test::weights_rel_diff(exec_head, cpu_head));
+  EXPECT_LE(cuda_train_test::weights_rel_diff(exec_head, cpu_head), 1e-3);
+}
+
+TEST(CudaTrainHost, MultiLayerHostExecutorMatchesTrainerFor100Steps) {
+  using namespace cuda_train_test;
+  CacheFixture f(pooling::multi_layer::capture, 60, "cuda-train-ml");
+  auto a = small_multi_layer(3), b = small_multi_layer(3);
+  compare_trainers(a, b, f.cache, options(100, 7));  // GradCache: several chunks per step
+}
+
+TEST(CudaTrainHost, LatentHostExecutorMatchesTrainerInOneAndSeveralChunks) {
+  using namespace cuda_train_test;
+  CacheFixture f(pooling::latent::capture, 40, "cuda-train-latent");
+  for (std::int64_t chunk : {0, 5}) {
+    auto a = small_latent(4), b = small_latent(4);
+    auto o = options(25, chunk);
+    o.loss.symmetric = chunk == 0;
+    compare_trainers(a, b, f.cache, o);
+  }
+}
+
+TEST(CudaTrainHost, CheckpointsResumeAcrossTrainers) {
+  using namespace cuda_train_test;
+  CacheFixture f(pooling::multi_layer::capture, 60, "cuda-train-ckpt");
+  const auto o = options(16, 7);
+  // Reference: 16 uninterrupted CPU steps.
+  auto ref_head = small_multi_layer(8);
+  train::Trainer<pooling::MultiLayerHead<float>> ref(ref_head, f.cache, o);
+  std::vector<double> ref_loss;
+  while (!ref.done()) ref_loss.push_back(ref.step().loss);
+  lmembed_test::TempDir ck1("ckpt-cpu"), ck2("ckpt-exec");
+  HostOps ops;
+  // CPU 5 steps -> checkpoint -> executor resumes for 6 -> checkpoint -> CPU finishes.
+  auto h1 = small_multi_layer(8);
+  {
+    train::Trainer<pooling::MultiLayerHead<float>> t(h1, f.cache, o);
+    for (int i = 0; i < 5; ++i) t.step();
+    t.save_checkpoint(ck1.path);
+  }
+  auto h2 = small_multi_layer(99);  // other weights: the checkpoint must overwrite them
+  {
+    ExecTrainer<pooling::MultiLayerHead<float>, HostOps> t(ops, h2, f.cache, o);
+    t.load_checkpoint(ck1.path);
+    EXPECT_EQ(t.step_count(), 5);
+    for (int i = 5; i < 11; ++i) {
+      const double l = t.step().loss;
+      EXPECT_LE(std::abs(l - ref_loss[std::size_t(i)]), 1e-4 * ref_loss[std::size_t(i)]) << i;
+    }
+    t.save_checkpoint(ck2.path);
+  }
+  auto h3 = small_multi_layer(77);
+  train::Trainer<pooling::MultiLayerHead<float>> t3(h3, f.cache, o);
+  t3.load_checkpoint(ck2.path);
+  EXPECT_EQ(t3.step_count(), 11);
+  for (int i = 11; i < 16; ++i) {
+    const double l = t3.step().loss;
+    EXPECT_LE(std::abs(l - ref_loss[std::size_t(i)]), 1e-4 * ref_loss[std::size_t(i)]) << i;
+  }
+  EXPECT_LE(cuda_train_test::weights_rel_diff(h3, ref_head), 1e-3);
+  // Other options refuse the checkpoint, as train::Trainer does.
+  auto o2 = o;
+  o2.seed = 6;
+  auto h4 = small_multi_layer(8);
+  ExecTrainer<pooling::MultiLayerHead<float>, HostOps> t4(ops, h4, f.cache, o2);
+  EXPECT_THROW(t4.load_checkpoint(ck2.path), config_error);
 }
 
 }  // namespace

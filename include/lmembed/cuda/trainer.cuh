@@ -1,0 +1,324 @@
+// lmembed/cuda/trainer.cuh - train::Trainer's GradCache step over an ops executor: the head
+// (heads.cuh), the InfoNCE loss, gradient-norm clipping and AdamW all run in the executor's
+// memory; only the batch plan, the loss value and the norm travel to the host.
+//
+// One step, as train::Trainer (trainer.hpp) step for step:
+//   1. the batch of the epoch permutation (train::epoch_order), its distinct texts, the hard
+//      negatives sampled with the same train::Rng draws;
+//   2. every distinct text embedded chunk by chunk (cache chunks streamed to the executor:
+//      DeviceOps overlaps the upload of chunk i + 1 with the work on chunk i through
+//      cuda::stream_batches' pinned double buffers);
+//   3. InfoNCE over the whole batch and its gradient w.r.t. every embedding (the per-text sum
+//      of the query / positive / negative rows, in Trainer's order: deterministic, no atomics);
+//   4. the chunks again, forward then backward (GradCache); one chunk: no recomputation;
+//   5. gradient norm and torch's clip coefficient in executor memory, the fused AdamW step
+//      reading the coefficient there, and the learning rate of train::linear_schedule.
+// Checkpoints are train::Trainer's checkpoint.safetensors (same keys, same metadata through
+// train::checkpoint_identity), so a CPU run resumes an executor checkpoint and vice versa.
+// ExecTrainer<Head, HostOps> runs everywhere and is tested against train::Trainer on the CPU;
+// cuda::DeviceTrainer<Head> (device_ops.cuh) is ExecTrainer<Head, DeviceOps>.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lmembed/core/error.hpp"
+#include "lmembed/cuda/heads.cuh"
+#include "lmembed/io/safetensors.hpp"
+#include "lmembed/train/cache.hpp"
+#include "lmembed/train/optim.hpp"
+#include "lmembed/train/random.hpp"
+#include "lmembed/train/trainer.hpp"
+
+namespace lmembed::cuda {
+
+/// Trains `Head` (pooling::LatentHead<float> or MultiLayerHead<float>) over a train::Cache with
+/// train::Trainer's options and results, the work running on executor `Ops`. The parameters
+/// live in the executor; sync_head() (or save_checkpoint) copies them back into the CPU head.
+/// The ops, head and cache must outlive the trainer.
+template <class Head, class Ops>
+class ExecTrainer {
+ public:
+  template <class T>
+  using Buf = typename Ops::template Buf<T>;
+
+  ExecTrainer(Ops& ops, Head& head, const train::Cache& cache, train::TrainOptions opt)
+      : ops_(ops), head_(head), cache_(cache), opt_(opt), eh_(ops, head), rng_(opt.seed) {
+    if (opt_.batch < 1) throw config_error("batch must be at least 1");
+    if (opt_.steps < 1) throw config_error("steps must be at least 1");
+    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
+    if (head_.capture() != cache_.capture())
+      throw config_error(std::string("the ") + head_.name() + " head consumes " +
+                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
+                         " holds " + to_string(cache_.capture()));
+    const std::size_t n = std::size_t(std::max<std::int64_t>(eh_.plan().n, 1));
+    m_.reserve(n);
+    v_.reserve(n);
+    ops_.zero(m_.data(), eh_.plan().n);
+    ops_.zero(v_.data(), eh_.plan().n);
+    stats_.reserve(4);
+    new_epoch();
+  }
+
+  std::int64_t step_count() const { return step_; }
+  bool done() const { return step_ >= opt_.steps; }
+  const train::TrainOptions& options() const { return opt_; }
+  /// The head in executor memory.
+  ExecHead<Head, Ops>& exec_head() { return eh_; }
+
+  /// One optimizer step on the next batch (train::Trainer::step's contract and results).
+  train::StepStats step() {
+    if (done()) throw config_error("training is already complete");
+    // 1. The batch and its distinct texts (as train::Trainer: same order, same Rng draws).
+    std::vector<std::int64_t> ex;
+    for (std::int64_t b = 0; b < opt_.batch; ++b) {
+      if (cursor_ >= std::int64_t(order_.size())) {
+        ++epoch_;
+        new_epoch();
+      }
+      ex.push_back(order_[std::size_t(cursor_++)]);
+    }
+    std::vector<std::int64_t> uniq, qi, pi, ni;
+    std::unordered_map<std::int64_t, std::int64_t> row_of;
+    auto row = [&](std::int64_t text) {
+      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
+      if (fresh) uniq.push_back(text);
+      return it->second;
+    };
+    const auto& examples = cache_.dataset().examples;
+    for (auto e : ex) {
+      const train::CacheExample& c = examples[std::size_t(e)];
+      qi.push_back(row(c.query));
+      pi.push_back(row(c.positive));
+      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
+      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
+        for (auto n : c.negatives) ni.push_back(row(n));
+      } else {
+        std::vector<std::int64_t> pick = c.negatives;
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          std::swap(pick[std::size_t(k)],
+                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          ni.push_back(row(pick[std::size_t(k)]));
+      }
+    }
+    const std::int64_t n = std::int64_t(uniq.size()), D = eh_.dims().d;
+    const std::int64_t B = std::int64_t(qi.size()), N = std::int64_t(ni.size());
+    const std::int64_t chunk = opt_.chunk > 0 ? std::min(opt_.chunk, n) : n;
+    const std::int64_t n_chunks = (n + chunk - 1) / chunk;
+    const bool one_pass = n_chunks == 1;
+
+    // The loss plan: rows of [queries; positives; negatives] to gather, and for every distinct
+    // text the rows of [d_queries; d_cand] to sum (queries, then positives, then negatives, as
+    // train::Trainer adds them).
+    std::vector<std::int64_t> take;
+    take.insert(take.end(), qi.begin(), qi.end());
+    take.insert(take.end(), pi.begin(), pi.end());
+    take.insert(take.end(), ni.begin(), ni.end());
+    std::vector<std::int64_t> sum_off(std::size_t(n + 1), 0), sum_idx(take.size());
+    for (auto r : take) ++sum_off[std::size_t(r + 1)];
+    for (std::int64_t r = 0; r < n; ++r) sum_off[std::size_t(r + 1)] += sum_off[std::size_t(r)];
+    {
+      std::vector<std::int64_t> fill(sum_off.begin(), sum_off.end() - 1);
+      for (std::size_t j = 0; j < take.size(); ++j)
+        sum_idx[std::size_t(fill[std::size_t(take[j])]++)] = std::int64_t(j);
+    }
+    emb_.reserve(std::size_t(n * D));
+    demb_.reserve(std::size_t(n * D));
+    qc_.reserve(std::size_t((2 * B + N) * D));
+    dqc_.reserve(std::size_t((2 * B + N) * D));
+    take_.reserve(take.size());
+    sum_off_.reserve(sum_off.size());
+    sum_idx_.reserve(sum_idx.size());
+    ops_.upload(take_.data(), take.data(), take.size());
+    ops_.upload(sum_off_.data(), sum_off.data(), sum_off.size());
+    ops_.upload(sum_idx_.data(), sum_idx.data(), sum_idx.size());
+
+    // The chunks' sizes (for the staging buffers) and their row offsets.
+    const std::int64_t per = eh_.rows_per_text();
+    std::size_t max_bytes = 0;
+    for (std::int64_t b = 0; b < n; b += chunk) {
+      std::int64_t rows = 0;
+      for (std::int64_t i = b; i < std::min(n, b + chunk); ++i)
+        rows += per ? per : cache_.text_items(uniq[std::size_t(i)]);
+      max_bytes = std::max(max_bytes, std::size_t(rows * D) * sizeof(float));
+    }
+    std::vector<std::vector<std::int64_t>> offsets(static_cast<std::size_t>(n_chunks));
+
+    // 2-4. Embed, loss, GradCache backward: 1 or 2 n_chunks batches streamed.
+    eh_.zero_grad();
+    auto chunk_ids = [&](std::int64_t c) {
+      const std::int64_t b = c * chunk;
+      return std::span<const std::int64_t>(uniq).subspan(std::size_t(b),
+                                                         std::size_t(std::min(chunk, n - b)));
+    };
+    auto fill = [&](std::int64_t i, std::span<std::byte> dst) -> std::size_t {
+      const std::int64_t c = i % n_chunks;
+      const CapturedT<float> cap = cache_.gather<float>(chunk_ids(c));
+      auto& off = offsets[std::size_t(c)];
+      off.clear();
+      if (per) {
+        for (std::int64_t s = 0; s <= cap.n_seq; ++s) off.push_back(s * per);
+      } else {
+        off = cap.offsets;  // pooled tokens only (the cache stores no instruction tokens)
+      }
+      const std::size_t bytes = std::size_t(cap.states.size()) * sizeof(float);
+      if (bytes > dst.size())
+        throw shape_error("cuda trainer: chunk of " + std::to_string(bytes) + " bytes");
+      std::memcpy(dst.data(), cap.states.data(), bytes);
+      return bytes;
+    };
+    auto consume = [&](std::int64_t i, const std::byte* data, std::size_t bytes) {
+      const std::int64_t c = i % n_chunks, b = c * chunk;
+      ChunkInput in;
+      in.rows = reinterpret_cast<const float*>(data);
+      in.n_rows = std::int64_t(bytes / sizeof(float)) / D;
+      in.offsets = offsets[std::size_t(c)];
+      eh_.forward(in, ctx_, emb_.data() + b * D);
+      if (i == n_chunks - 1) loss_and_gradient(n, B, N, D);
+      if (one_pass) eh_.backward(demb_.data(), ctx_, nullptr);
+      if (i >= n_chunks) eh_.backward(demb_.data() + b * D, ctx_, nullptr);
+    };
+    ops_.stream(one_pass ? 1 : 2 * n_chunks, max_bytes, fill, consume);
+
+    // 5. Norm and clip coefficient, schedule, fused AdamW.
+    train::StepStats st;
+    ops_.grad_norm(eh_.grads(), eh_.plan().n, float(opt_.clip), stats_.data() + 1);
+    st.lr = train::linear_schedule(opt_.lr, step_, opt_.warmup, opt_.steps);
+    const AdamWStep h = AdamWStep::make(st.lr, opt_.adamw.beta1, opt_.adamw.beta2, opt_.adamw.eps,
+                                        opt_.adamw.weight_decay, step_ + 1);
+    ops_.adamw(eh_.values(), eh_.grads(), m_.data(), v_.data(), eh_.plan(), h, stats_.data() + 2);
+    float host[3];
+    ops_.download(host, stats_.data(), 3);
+    ops_.sync();
+    ++step_;
+    st.step = step_;
+    st.loss = double(host[0]);
+    st.grad_norm = double(host[1]);
+    st.texts = n;
+    return st;
+  }
+
+  /// Copies the trained parameters into the CPU head (then head.save() writes the head file).
+  void sync_head() { eh_.download_to(head_); }
+
+  /// train::Trainer::save_checkpoint's file: `dir`/checkpoint.safetensors, atomically.
+  void save_checkpoint(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    sync_head();
+    const ParamPlan& plan = eh_.plan();
+    std::vector<float> m(std::size_t(plan.n)), v(std::size_t(plan.n));
+    ops_.download(m.data(), m_.data(), m.size());
+    ops_.download(v.data(), v_.data(), v.size());
+    ops_.sync();
+    io::SafetensorsWriter w;
+    auto ps = head_.parameters();
+    for (std::size_t k = 0; k < ps.size(); ++k) {
+      const nn::Param<float>& p = *ps[k];
+      w.add("param." + p.name, p.value, p.shape);
+      const std::size_t at = std::size_t(plan.slots[k].offset), cnt = std::size_t(p.numel());
+      auto bytes = [&](const std::vector<float>& a) {
+        return std::as_bytes(std::span<const float>(a.data() + at, cnt));
+      };
+      // train::Trainer writes the moments as [rows, cols] matrices (1-D: [1, n]); so do we.
+      const Shape ms{p.value.rows(), p.value.cols()};
+      w.add("adamw.m." + p.name, io::DType::f32, ms, bytes(m));
+      w.add("adamw.v." + p.name, io::DType::f32, ms, bytes(v));
+    }
+    for (const auto& [k, val] : train::checkpoint_identity(head_, opt_, cache_))
+      w.set_metadata(k, val);
+    w.set_metadata("step", std::to_string(step_));
+    w.set_metadata("epoch", std::to_string(epoch_));
+    w.set_metadata("cursor", std::to_string(cursor_));
+    w.set_metadata("rng", rng_.state());
+    w.write(dir / "checkpoint.safetensors");
+  }
+
+  /// Restores a checkpoint of train::Trainer or of this trainer with the same head
+  /// configuration, cache and options (config_error naming the first difference).
+  void load_checkpoint(const std::filesystem::path& dir) {
+    const auto file = dir / "checkpoint.safetensors";
+    if (!std::filesystem::exists(file))
+      throw config_error(dir.string() + " holds no checkpoint.safetensors");
+    const auto f = io::SafetensorsFile::open(file);
+    const auto& meta = f.metadata();
+    for (const auto& [k, val] : train::checkpoint_identity(head_, opt_, cache_)) {
+      auto it = meta.find(k);
+      if (it == meta.end() || it->second != val)
+        throw config_error(file.string() + ": '" + k + "' is " +
+                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
+                           ", this run has '" + val + "' (resume with the same cache and options)");
+    }
+    auto meta_int = [&](const std::string& k) -> std::int64_t {
+      auto it = meta.find(k);
+      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
+      try {
+        return std::stoll(it->second);
+      } catch (const std::exception&) {
+        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
+      }
+    };
+    const ParamPlan& plan = eh_.plan();
+    std::vector<float> m(std::size_t(plan.n)), v(std::size_t(plan.n));
+    auto read = [&](const std::string& name, float* dst, std::int64_t count) {
+      const io::TensorView& t = f.tensor(name);
+      if (t.dtype != io::DType::f32 || t.numel() != count)
+        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
+                          " " + to_string(t.shape) + ", expected F32 with " +
+                          std::to_string(count) + " values");
+      std::memcpy(dst, t.data.data(), t.data.size());
+    };
+    auto ps = head_.parameters();
+    for (std::size_t k = 0; k < ps.size(); ++k) {
+      nn::Param<float>& p = *ps[k];
+      read("param." + p.name, p.value.data(), p.numel());
+      read("adamw.m." + p.name, m.data() + plan.slots[k].offset, p.numel());
+      read("adamw.v." + p.name, v.data() + plan.slots[k].offset, p.numel());
+    }
+    eh_.upload_from(head_);
+    ops_.upload(m_.data(), m.data(), m.size());
+    ops_.upload(v_.data(), v.data(), v.size());
+    step_ = meta_int("step");
+    epoch_ = meta_int("epoch");
+    new_epoch();
+    cursor_ = meta_int("cursor");
+    rng_.set_state(meta.at("rng"));
+    ops_.sync();
+  }
+
+ private:
+  /// Step 3: gathers [queries; positives; negatives] from the embeddings, InfoNCE, and the
+  /// per-text gradient sums into demb_ (stats_[0] = loss).
+  void loss_and_gradient(std::int64_t n, std::int64_t B, std::int64_t N, std::int64_t D) {
+    ops_.gather_rows(emb_.data(), take_.data(), 2 * B + N, D, qc_.data());
+    ops_.info_nce(qc_.data(), qc_.data() + B * D, B, N, D, float(opt_.loss.scale),
+                  opt_.loss.symmetric, stats_.data(), dqc_.data(), dqc_.data() + B * D);
+    ops_.sum_rows(dqc_.data(), sum_off_.data(), sum_idx_.data(), n, D, demb_.data());
+  }
+
+  void new_epoch() {
+    order_ = train::epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
+    cursor_ = 0;
+  }
+
+  Ops& ops_;
+  Head& head_;
+  const train::Cache& cache_;
+  train::TrainOptions opt_;
+  ExecHead<Head, Ops> eh_;
+  typename ExecHead<Head, Ops>::Context ctx_;
+  Buf<float> m_, v_, emb_, demb_, qc_, dqc_, stats_;  ///< stats_: loss, norm, clip coefficient
+  Buf<std::int64_t> take_, sum_off_, sum_idx_;
+  train::Rng rng_;
+  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  std::vector<std::int64_t> order_;
+};
+
+}  // namespace lmembed::cuda
