@@ -11,6 +11,7 @@
 #include "lmembed/encoder.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
 #include "lmembed/train/cache.hpp"
+#include "lmembed/train/world.hpp"
 
 namespace {
 
@@ -35,7 +36,8 @@ int run_cache(std::span<const std::string> argv) {
          "Runs the backbone once over every distinct text of the training data and stores what\n"
          "the pooling consumes, in sharded memory-mapped files with an index (DIR/index.json).\n"
          "Rerunning after a crash keeps the finished shards (verified by checksum) and redoes the\n"
-         "rest.\n"
+         "rest. Under mpirun (-np N) the shards are shared out among the ranks and the folder is\n"
+         "the same as one process's; rank 0 prints the progress and the report.\n"
          "  --capture KIND   a pooling name (eos, mean, latent, multi_layer, multi_layer_mean,\n"
          "                   multi_layer_tokens, multi_layer_eos) or layers.tokens, e.g.\n"
          "                   all_layers.last_token\n"
@@ -70,9 +72,10 @@ int run_cache(std::span<const std::string> argv) {
   if (dtype != lmembed::io::DType::f32 && dtype != lmembed::io::DType::f16)
     throw usage_error("--dtype must be f32 or f16");
 
+  train::Communicator& comm = train::world();  // MPI_COMM_WORLD under mpirun
   train::ReadStats st;
   const auto examples = train::read_examples(data, {a.has("--skip-bad")}, &st);
-  if (st.skipped)
+  if (st.skipped && comm.rank() == 0)
     std::cerr << "lmembed cache: skipped " << st.skipped << " malformed line(s) of " << data
               << " (first: " << st.first_errors.front() << ")\n";
   const auto dataset = train::CacheDataset::from_examples(examples);
@@ -109,7 +112,9 @@ int run_cache(std::span<const std::string> argv) {
   o.batch_tokens = a.get_int("--batch-tokens", 2048);
   if (o.shard_bytes <= 0 || o.batch_tokens <= 0)
     throw usage_error("--shard-kb and --batch-tokens must be positive");
-  const auto rep = train::build_cache(out, dataset, tokenize, capture, o);
+  o.progress = comm.rank() == 0;
+  const auto rep = train::build_cache(out, dataset, tokenize, capture, o, comm);
+  if (comm.rank() != 0) return 0;
   std::cout << "cache " << out << ": " << rep.texts << " distinct texts of " << rep.examples
             << " examples (" << rep.tokens << " tokens), capture " << lmembed::to_string(spec)
             << ", " << lmembed::io::to_string(dtype) << "\n"
@@ -125,7 +130,21 @@ int run_cache(std::span<const std::string> argv) {
   return 0;
 }
 
+/// Under mpirun a failing rank must take the job down, or the others wait in a collective.
+int run_cache_any_rank(std::span<const std::string> argv) {
+  try {
+    return run_cache(argv);
+  } catch (const std::exception& e) {
+    if (lmembed::train::world().size() > 1) {
+      std::cerr << "lmembed cache: rank " << lmembed::train::world().rank()
+                << ": error: " << e.what() << "\n";
+      lmembed::train::world().abort(1);
+    }
+    throw;
+  }
+}
+
 const lmembed::cli::Register reg{"cache", "Cache backbone states for training a pooling head",
-                                 &run_cache};
+                                 &run_cache_any_rank};
 
 }  // namespace

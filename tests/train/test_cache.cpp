@@ -223,3 +223,60 @@ TEST(Cache, CaptureNames) {
             (CaptureSpec{CaptureLayers::all, CaptureTokens::mean}));
   EXPECT_THROW(train::parse_capture("everything"), config_error);
 }
+
+TEST(Cache, DealsPendingShardsToRanksByTokens) {
+  // Largest first, each to the least loaded rank; ties to the lower rank; done shards: -1.
+  const std::vector<std::int64_t> tokens{10, 50, 30, 30, 5, 99};
+  const std::vector<char> pending{1, 1, 1, 1, 1, 0};
+  EXPECT_EQ(train::detail::deal_shards(tokens, pending, 2), (std::vector<int>{0, 0, 1, 1, 0, -1}));
+  EXPECT_EQ(train::detail::deal_shards(tokens, pending, 1), (std::vector<int>{0, 0, 0, 0, 0, -1}));
+  EXPECT_EQ(train::detail::deal_shards(tokens, pending, 3), (std::vector<int>{1, 0, 1, 2, 2, -1}));
+}
+
+TEST(Cache, ResumesFromTheProgressFilesOfAnUnfinishedMultiRankRun) {
+  // What a run of several ranks leaves when one dies: an index without checksums and one
+  // progress-R.json per rank listing the shards it finished. One process resumes from it.
+  const auto data = train::CacheDataset::from_examples(some_examples(30));
+  const CaptureSpec spec{CaptureLayers::all, CaptureTokens::last};
+  TempDir dir("cache");
+  train::build_cache(dir.path, data, fake_tokenize, capture_fn(spec), options(spec));
+  const std::string complete_index = read_text_file(dir.path / "index.json");
+  json::Value idx = json::parse(complete_index);
+  auto& shards = idx["shards"].as_array();
+  ASSERT_GE(shards.size(), 4u);
+  json::Value p0 = json::Value::object(), p1 = json::Value::object();
+  p0["shards"] = json::Value::array();
+  p1["shards"] = json::Value::array();
+  for (std::size_t k = 1; k < shards.size(); ++k) {  // shard 0 was in progress
+    json::Value e = json::Value::object();
+    e["shard"] = std::int64_t(k);
+    e["checksum"] = shards[k].at("checksum");
+    (k % 2 ? p1 : p0)["shards"].push_back(e);
+  }
+  for (auto& s : shards) s["checksum"] = json::Value();
+  idx["complete"] = false;
+  write_file_atomic(dir.path / "index.json", std::string_view(json::dump(idx, 1) + "\n"));
+  write_file_atomic(dir.path / "progress-0.json", std::string_view(json::dump(p0)));
+  write_file_atomic(dir.path / "progress-1.json", std::string_view(json::dump(p1)));
+  EXPECT_THROW(train::Cache::open(dir.path), config_error);  // unfinished
+  int calls = 0;
+  const auto rep =
+      train::build_cache(dir.path, data, fake_tokenize, capture_fn(spec, &calls), options(spec));
+  EXPECT_EQ(rep.shards_kept, std::int64_t(shards.size()) - 1);
+  EXPECT_EQ(rep.shards_built, 1);
+  EXPECT_GE(calls, 1);
+  EXPECT_FALSE(fs::exists(dir.path / "progress-0.json"));
+  EXPECT_FALSE(fs::exists(dir.path / "progress-1.json"));
+  EXPECT_EQ(read_text_file(dir.path / "index.json"), complete_index);
+  EXPECT_NO_THROW(train::Cache::open(dir.path, /*verify=*/true));
+
+  // A progress file naming a shard outside the plan is refused with its file name.
+  write_file_atomic(dir.path / "progress-3.json",
+                    std::string_view(R"({"shards":[{"shard":9999,"checksum":"00"}]})"));
+  try {
+    train::build_cache(dir.path, data, fake_tokenize, capture_fn(spec), options(spec));
+    ADD_FAILURE() << "no error";
+  } catch (const format_error& e) {
+    EXPECT_NE(std::string(e.what()).find("progress-3.json"), std::string::npos) << e.what();
+  }
+}

@@ -12,9 +12,19 @@
 //   texts.jsonl     the distinct texts in id order: {"instruction": ..., "text": ...}
 //   examples.jsonl  one example a line as text ids: [query, positive, negative...]
 //   shard-NNNNN.bin one shard: a 64-byte header, row offsets, then the rows (f32 or f16)
+//   progress-R.json the shards rank R finished in a run of several processes (merged into
+//                   index.json when the run ends or the next run starts)
 // Every file is written atomically (temp + fsync + rename). A crash loses at most the shard in
 // progress: a rerun with the same inputs verifies the finished shards by checksum, keeps them,
 // and redoes the rest (and any shard whose checksum no longer matches).
+//
+// Under MPI (a Communicator of R ranks, e.g. `mpirun -np R lmembed cache`) every rank
+// tokenizes all texts and so computes the same shard plan; the shards still to build are
+// dealt to the ranks by a deterministic greedy balance of their token counts, each rank writes
+// its own shards (and its progress file after each), and rank 0 writes the merged index. A
+// shard's bytes depend only on its texts, so the folder is byte for byte the single-process
+// one, whatever R; a rerun with any R after a crash of any rank resumes from what was finished.
+// The folder must be on a file system every rank sees (one machine, NFS, Lustre ...).
 #pragma once
 
 #include <algorithm>
@@ -36,6 +46,7 @@
 #include "lmembed/core/file.hpp"
 #include "lmembed/core/json.hpp"
 #include "lmembed/io/dtype.hpp"
+#include "lmembed/train/comm.hpp"
 #include "lmembed/train/data.hpp"
 #include "lmembed/train/random.hpp"
 
@@ -252,31 +263,80 @@ inline std::string dump_index(const json::Value& index) {
 
 }  // namespace detail
 
+namespace detail {
+
+inline std::string progress_name(int rank) {
+  return "progress-" + std::to_string(rank) + ".json";
+}
+
+inline bool is_progress_file(const std::string& f) {
+  return f.size() > 14 && f.rfind("progress-", 0) == 0 && f.ends_with(".json");
+}
+
+/// Deals the shards still to build to `ranks` ranks: largest token count first, each to the
+/// least loaded rank (ties: the lower shard index, the lower rank). Same answer on every rank.
+inline std::vector<int> deal_shards(const std::vector<std::int64_t>& tokens,
+                                    const std::vector<char>& pending, int ranks) {
+  std::vector<int> owner(tokens.size(), -1);
+  std::vector<std::size_t> order;
+  for (std::size_t k = 0; k < tokens.size(); ++k)
+    if (pending[k]) order.push_back(k);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return tokens[a] > tokens[b]; });
+  std::vector<std::int64_t> load(std::size_t(ranks), 0);
+  for (std::size_t k : order) {
+    const auto r = std::size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[k] = int(r);
+    load[r] += tokens[k];
+  }
+  return owner;
+}
+
+/// Runs `f` on rank 0 only; if it throws, rank 0 rethrows and every other rank throws too
+/// (instead of waiting forever in the next collective).
+template <class F>
+void on_lead_checked(Communicator& comm, F&& f) {
+  std::exception_ptr err;
+  if (comm.rank() == 0) {
+    try {
+      f();
+    } catch (...) {
+      err = std::current_exception();
+    }
+  }
+  std::uint64_t failed = err ? 1 : 0;
+  comm.broadcast(std::span<std::uint64_t>(&failed, 1), 0);
+  if (err) std::rethrow_exception(err);
+  if (failed) throw config_error("build_cache: rank 0 refused the cache folder (see its error)");
+}
+
+}  // namespace detail
+
 /// Runs the backbone (through `capture`) over every distinct text of `data` that is not yet in
 /// the cache folder `dir` and stores what `opt.capture` asks for. Resumes: finished shards of an
 /// earlier run with the same inputs are verified by checksum and kept. config_error when `dir`
 /// holds a cache of other inputs (other texts, model, attention, capture or dtype).
+/// With a Communicator of several ranks (every rank calls this with the same arguments) the
+/// shards are built in parallel and the folder is the same as one process's (header comment).
+/// An exception thrown on one rank while shards are built leaves the others waiting in the
+/// final collective: call comm.abort() on error, as `lmembed cache` does.
 inline CacheReport build_cache(const std::filesystem::path& dir, const CacheDataset& data,
                                const TokenizeFn& tokenize, const CaptureFn& capture,
-                               const CacheOptions& opt) {
+                               const CacheOptions& opt, Communicator& comm) {
   namespace fs = std::filesystem;
+  const int ranks = comm.size(), me = comm.rank();
+  const bool lead = me == 0;
   if (opt.dtype != io::DType::f32 && opt.dtype != io::DType::f16)
     throw config_error(std::string("cache dtype must be f32 or f16, got ") +
                        io::to_string(opt.dtype));
   if (opt.d <= 0 || opt.model_layers <= 0)
     throw config_error("build_cache: d and model_layers must be positive");
   if (data.texts.empty()) throw input_error("build_cache: no texts");
-  fs::create_directories(dir);
   const std::int64_t n_layers = captured_layers(opt.capture, opt.model_layers);
   const bool all_tokens = opt.capture.tokens == CaptureTokens::all;
   const std::size_t elem = opt.dtype == io::DType::f16 ? 2 : 4;
   const std::int64_t n = static_cast<std::int64_t>(data.texts.size());
-
-  // Remove temp files a killed run left behind (write_file_atomic's ".name.tmp.*").
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string f = e.path().filename().string();
-    if (f.size() > 1 && f[0] == '.' && f.find(".tmp.") != std::string::npos) fs::remove(e.path());
-  }
+  const bool progress = opt.progress && lead;
 
   // 1. Tokenize everything (cheap next to the backbone) and plan the shards.
   std::vector<TokenizedText> tok(static_cast<std::size_t>(n));
@@ -307,6 +367,10 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
     }
   }
   rep.shards = static_cast<std::int64_t>(plan.size());
+  std::vector<std::int64_t> plan_tokens(plan.size(), 0);
+  for (std::size_t k = 0; k < plan.size(); ++k)
+    for (std::int64_t i = plan[k].first; i < plan[k].first + plan[k].second; ++i)
+      plan_tokens[k] += std::int64_t(tok[std::size_t(i)].ids.size());
 
   // 2. The index: new, or an earlier run's, which must describe the same cache.
   const std::string texts_text = detail::texts_jsonl(data);
@@ -327,27 +391,7 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
   header["texts_checksum"] = to_hex(detail::checksum_of(texts_text));
   header["examples_checksum"] = to_hex(detail::checksum_of(examples_text));
   const fs::path index_path = dir / "index.json";
-  json::Value index;
   std::vector<std::string> done(plan.size());  // checksum of each finished shard
-  if (fs::exists(index_path)) {
-    index = json::parse(read_text_file(index_path), index_path.string());
-    for (const auto& [k, v] : header.as_object()) {
-      const json::Value* old = index.find(k);
-      if (!old || json::dump(*old) != json::dump(v))
-        throw config_error(dir.string() + " holds a cache of other inputs: '" + k + "' is " +
-                           (old ? json::dump(*old) : std::string("absent")) + ", this run has " +
-                           json::dump(v) + " (use another --out, or delete the folder)");
-    }
-    const auto& shards = index.at("shards").as_array();
-    if (shards.size() != plan.size())
-      throw config_error(index_path.string() + ": shard plan differs (other --shard-bytes?)");
-    for (std::size_t k = 0; k < plan.size(); ++k)
-      if (const json::Value* c = shards[k].find("checksum"); c && c->is_string())
-        done[k] = c->as_string();
-  } else {
-    write_file_atomic(dir / "texts.jsonl", std::string_view(texts_text));
-    write_file_atomic(dir / "examples.jsonl", std::string_view(examples_text));
-  }
   auto write_index = [&] {
     json::Value idx = header;
     idx["bytes_per_text"] = rep.bytes_per_text;
@@ -365,30 +409,102 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
     idx["complete"] = std::all_of(done.begin(), done.end(), [](auto& c) { return !c.empty(); });
     write_file_atomic(index_path, std::string_view(detail::dump_index(idx)));
   };
-  if (!fs::exists(index_path)) write_index();
+  auto remove_progress_files = [&] {
+    for (const auto& e : fs::directory_iterator(dir))
+      if (detail::is_progress_file(e.path().filename().string())) fs::remove(e.path());
+  };
 
-  // 3. Verify finished shards, build the others.
-  const auto t0 = std::chrono::steady_clock::now();
-  std::int64_t texts_done = 0;
+  // Rank 0 checks that an existing folder holds this cache, or starts a new one.
+  detail::on_lead_checked(comm, [&] {
+    fs::create_directories(dir);
+    // Remove temp files a killed run left behind (write_file_atomic's ".name.tmp.*").
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string f = e.path().filename().string();
+      if (f.size() > 1 && f[0] == '.' && f.find(".tmp.") != std::string::npos) fs::remove(e.path());
+    }
+    if (fs::exists(index_path)) {
+      const json::Value index = json::parse(read_text_file(index_path), index_path.string());
+      for (const auto& [k, v] : header.as_object()) {
+        const json::Value* old = index.find(k);
+        if (!old || json::dump(*old) != json::dump(v))
+          throw config_error(dir.string() + " holds a cache of other inputs: '" + k + "' is " +
+                             (old ? json::dump(*old) : std::string("absent")) + ", this run has " +
+                             json::dump(v) + " (use another --out, or delete the folder)");
+      }
+      if (index.at("shards").as_array().size() != plan.size())
+        throw config_error(index_path.string() + ": shard plan differs (other --shard-kb?)");
+    } else {
+      write_file_atomic(dir / "texts.jsonl", std::string_view(texts_text));
+      write_file_atomic(dir / "examples.jsonl", std::string_view(examples_text));
+      remove_progress_files();  // of an older, deleted index
+      write_index();
+    }
+  });
+
+  // Every rank learns the finished shards: index.json, then the progress files of ranks of an
+  // earlier run that did not end (several processes write no index until the end).
+  {
+    const json::Value index = json::parse(read_text_file(index_path), index_path.string());
+    const auto& shards = index.at("shards").as_array();
+    for (std::size_t k = 0; k < plan.size(); ++k)
+      if (const json::Value* c = shards[k].find("checksum"); c && c->is_string())
+        done[k] = c->as_string();
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (!detail::is_progress_file(e.path().filename().string())) continue;
+      const json::Value p = json::parse(read_text_file(e.path()), e.path().string());
+      for (const auto& s : p.at("shards").as_array()) {
+        const std::int64_t k = s.at("shard").as_int();
+        if (k < 0 || k >= std::int64_t(plan.size()))
+          throw format_error(
+              e.path(), format_error::npos,
+              "shard " + std::to_string(k) + " of a plan of " + std::to_string(plan.size()));
+        if (done[std::size_t(k)].empty()) done[std::size_t(k)] = s.at("checksum").as_string();
+      }
+    }
+  }
+  comm.barrier();  // nobody reads the progress files any more
+
+  // 3. Verify the finished shards (dealt round-robin to the ranks), build the others.
+  std::vector<std::uint64_t> verified(plan.size(), 0);
   for (std::size_t k = 0; k < plan.size(); ++k) {
-    const auto [first, count] = plan[k];
+    if (done[k].empty() || int(k % std::size_t(ranks)) != me) continue;
     const fs::path shard_path = dir / detail::shard_name(std::int64_t(k));
-    if (!done[k].empty()) {
-      bool ok = false;
-      if (fs::exists(shard_path)) {
-        const auto m = MappedFile::open(shard_path);
-        ok = to_hex(checksum64(m.bytes())) == done[k];
-      }
-      if (ok) {
-        ++rep.shards_kept;
-        texts_done += count;
-        continue;
-      }
-      ++rep.shards_corrupt;
+    if (fs::exists(shard_path) &&
+        to_hex(checksum64(MappedFile::open(shard_path).bytes())) == done[k])
+      verified[k] = 1;
+    else
       std::cerr << "lmembed cache: " << shard_path.string()
                 << " is missing or fails its checksum; rebuilding it\n";
-      done[k].clear();
+  }
+  comm.allreduce_sum(std::span<std::uint64_t>(verified));
+  std::vector<char> pending(plan.size(), 0);
+  for (std::size_t k = 0; k < plan.size(); ++k) {
+    if (verified[k]) {
+      ++rep.shards_kept;
+      continue;
     }
+    if (!done[k].empty()) ++rep.shards_corrupt;
+    done[k].clear();
+    pending[k] = 1;
+  }
+  // The merged state goes into the index at once; progress files start afresh.
+  if (lead) {
+    write_index();
+    remove_progress_files();
+  }
+  comm.barrier();
+  const std::vector<int> owner = detail::deal_shards(plan_tokens, pending, ranks);
+  std::int64_t mine = 0, mine_texts = 0;
+  for (std::size_t k = 0; k < plan.size(); ++k)
+    if (owner[k] == me) ++mine, mine_texts += plan[k].second;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::int64_t texts_done = 0, built_here = 0;
+  std::vector<std::uint64_t> built;  // (shard, checksum) pairs this rank built
+  for (std::size_t k = 0; k < plan.size(); ++k) {
+    if (owner[k] != me) continue;
+    const auto [first, count] = plan[k];
+    const fs::path shard_path = dir / detail::shard_name(std::int64_t(k));
     std::int64_t n_items = 0;
     for (std::int64_t i = first; i < first + count; ++i) n_items += items_of(i);
     const std::size_t offsets_bytes = detail::align64(std::size_t(count + 1) * 8 + count * 4);
@@ -447,29 +563,64 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
           for (std::int64_t e = 0; e < count_f; ++e) dst[e] = io::float_to_half(src[e]);
         }
       }
-      if (opt.progress) {
+      if (progress) {
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::cerr << "\rlmembed cache: shard " << k + 1 << "/" << plan.size() << ", texts "
-                  << texts_done + (i - first) << "/" << n << ", " << secs << " s" << std::flush;
+        std::cerr << "\rlmembed cache: shard " << built_here + 1 << "/" << mine << ", texts "
+                  << texts_done + (i - first) << "/" << mine_texts;
+        if (ranks > 1) std::cerr << " on rank 0 (" << ranks << " ranks)";
+        std::cerr << ", " << secs << " s" << std::flush;
       }
     }
     write_file_atomic(shard_path, std::span<const std::byte>(buf));
-    done[k] = to_hex(checksum64(buf));
-    ++rep.shards_built;
+    const std::uint64_t sum = checksum64(buf);
+    done[k] = to_hex(sum);
+    built.push_back(k);
+    built.push_back(sum);
+    ++built_here;
     texts_done += count;
-    write_index();
+    if (ranks == 1) {
+      write_index();
+    } else {  // this rank's finished shards, for a rerun after a crash elsewhere
+      json::Value p = json::Value::object(), list = json::Value::array();
+      for (std::size_t j = 0; j < built.size(); j += 2) {
+        json::Value e = json::Value::object();
+        e["shard"] = std::int64_t(built[j]);
+        e["checksum"] = to_hex(built[j + 1]);
+        list.push_back(std::move(e));
+      }
+      p["shards"] = std::move(list);
+      write_file_atomic(dir / detail::progress_name(me), std::string_view(json::dump(p) + "\n"));
+    }
   }
-  if (opt.progress && rep.shards_built) std::cerr << "\n";
+  if (progress && built_here) std::cerr << "\n";
 
-  // 4. Sizes, for the record.
+  // 4. Every rank learns every checksum; rank 0 writes the complete index.
+  const auto counts64 = comm.allgather_one<std::uint64_t>(built.size());
+  const std::vector<std::int64_t> counts(counts64.begin(), counts64.end());
+  const auto all_built = comm.allgatherv<std::uint64_t>(built, counts);
+  for (std::size_t j = 0; j < all_built.size(); j += 2)
+    done[all_built[j]] = to_hex(all_built[j + 1]);
+  rep.shards_built = std::int64_t(all_built.size() / 2);
   for (std::size_t k = 0; k < plan.size(); ++k)
     rep.bytes += std::int64_t(fs::file_size(dir / detail::shard_name(std::int64_t(k))));
   rep.bytes_per_text = double(rep.bytes) / double(n);
   rep.full_dump_bytes_per_text =
       double(rep.tokens) / double(n) * double(opt.model_layers + 1) * double(opt.d) * 4.0;
-  write_index();
+  if (lead) {
+    write_index();
+    remove_progress_files();
+  }
+  comm.barrier();  // the folder is complete when build_cache returns on any rank
   return rep;
+}
+
+/// build_cache() in this process alone.
+inline CacheReport build_cache(const std::filesystem::path& dir, const CacheDataset& data,
+                               const TokenizeFn& tokenize, const CaptureFn& capture,
+                               const CacheOptions& opt) {
+  SingleProcess one;
+  return build_cache(dir, data, tokenize, capture, opt, one);
 }
 
 /// A finished cache folder, memory-mapped for training.
