@@ -13,21 +13,7 @@ Skips (77) without mpirun.
 """
 import filecmp, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
-MPIRUN = shutil.which("mpirun")
-if not MPIRUN:
-    print("mpirun not found: skipped")
-    sys.exit(77)
-CLI = os.environ["LMEMBED_CLI"]
-DATA = os.environ["LMEMBED_DATA_DIR"]
-env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive")
-MPI = [MPIRUN, "--oversubscribe", "--allow-run-as-root"]
-
-
-def run(args, expect_ok=True, **kw):
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, **kw)
-    if expect_ok and r.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+from mpi_common import CLI, DATA, ENV, MPI, run, snli
 
 
 def same_folder(a, b):
@@ -62,9 +48,7 @@ def rank_pid(out_dir, rank):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    t = os.path.join(tmp, "t.jsonl")
-    run([CLI, "data", "snli", "--in", os.path.join(DATA, "datasets/snli_dev"), "--out", t,
-         "--limit", "200"])
+    t = snli(tmp, 200)
 
     def cache(out):
         return ["cache", "--model", os.path.join(DATA, "models/stories260K.gguf"), "--capture",
@@ -88,7 +72,7 @@ with tempfile.TemporaryDirectory() as tmp:
     killed = os.path.join(tmp, "killed")
     for attempt in range(5):
         shutil.rmtree(killed, ignore_errors=True)
-        p = subprocess.Popen(MPI + ["-np", "3", CLI] + cache(killed), env=env,
+        p = subprocess.Popen(MPI + ["-np", "3", CLI] + cache(killed), env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         progress1 = os.path.join(killed, "progress-1.json")
         pid = None

@@ -8,24 +8,11 @@ sqrt(v), which magnifies that rounding for elements whose gradient is near zero,
 element-wise worst case (printed, ~1.5e-5 at 2 ranks) is looser than the norm-wise one.
 Skips (77) without mpirun.
 """
-import json, os, shutil, struct, subprocess, sys, tempfile
+import json, os, struct, tempfile
 
 import numpy as np
 
-MPIRUN = shutil.which("mpirun")
-if not MPIRUN:
-    print("mpirun not found: skipped")
-    sys.exit(77)
-CLI = os.environ["LMEMBED_CLI"]
-DATA = os.environ["LMEMBED_DATA_DIR"]
-env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive")
-
-
-def run(args, **kw):
-    r = subprocess.run(args, env=env, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+from mpi_common import CLI, DATA, MPI, run, snli
 
 
 def read_safetensors(path):
@@ -47,9 +34,7 @@ def losses(path):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    t = os.path.join(tmp, "t.jsonl")
-    run([CLI, "data", "snli", "--in", os.path.join(DATA, "datasets/snli_dev"), "--out", t,
-         "--limit", "40"])
+    t = snli(tmp, 40)
     cache = os.path.join(tmp, "cache")
     run([CLI, "cache", "--model", os.path.join(DATA, "models/stories260K.gguf"), "--capture",
          "multi_layer", "--data", t, "--out", cache, "--threads", "1"])
@@ -62,8 +47,7 @@ with tempfile.TemporaryDirectory() as tmp:
     assert len(ref_loss) == 4, ref_loss
     for n in (2, 3):
         d = os.path.join(tmp, f"np{n}")
-        r = run([MPIRUN, "--oversubscribe", "--allow-run-as-root", "-np", str(n), CLI] + train +
-                ["--out", os.path.join(d, "head.safetensors")], timeout=300)
+        r = run(MPI + ["-np", str(n), CLI] + train + ["--out", os.path.join(d, "head.safetensors")])
         # Progress from rank 0 only: one "wrote" line, not n.
         assert r.stderr.count("lmembed train: wrote") == 1, r.stderr
         got = read_safetensors(os.path.join(d, "head.safetensors"))
