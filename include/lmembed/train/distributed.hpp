@@ -234,63 +234,19 @@ class DistributedTrainer {
   /// Collective: rank 0 writes `dir`/checkpoint.safetensors atomically (train::Trainer's
   /// format and keys, so either trainer resumes it); the others wait until it is written.
   void save_checkpoint(const std::filesystem::path& dir) {
-    if (comm_.rank() == 0) {
-      std::filesystem::create_directories(dir);
-      io::SafetensorsWriter w;
-      for (const P* p : optim_.parameters()) w.add("param." + p->name, p->value, p->shape);
-      for (const auto& [k, v] : optim_.state()) w.add(k, v);
-      for (const auto& [k, v] : identity()) w.set_metadata(k, v);
-      w.set_metadata("step", std::to_string(step_));
-      w.set_metadata("epoch", std::to_string(epoch_));
-      w.set_metadata("cursor", std::to_string(cursor_));
-      w.set_metadata("rng", rng_.state());
-      w.write(dir / "checkpoint.safetensors");
-    }
+    if (comm_.rank() == 0)
+      write_checkpoint(dir, optim_, identity(), {step_, epoch_, cursor_, rng_.state()});
     comm_.barrier();
   }
 
   /// Every rank reads the checkpoint (config_error naming the first option that differs).
   void load_checkpoint(const std::filesystem::path& dir) {
-    const auto file = dir / "checkpoint.safetensors";
-    if (!std::filesystem::exists(file))
-      throw config_error(dir.string() + " holds no checkpoint.safetensors");
-    const auto f = io::SafetensorsFile::open(file);
-    const auto& meta = f.metadata();
-    for (const auto& [k, v] : identity()) {
-      auto it = meta.find(k);
-      if (it == meta.end() || it->second != v)
-        throw config_error(file.string() + ": '" + k + "' is " +
-                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
-                           ", this run has '" + v + "' (resume with the same cache and options)");
-    }
-    auto meta_int = [&](const std::string& k) -> std::int64_t {
-      auto it = meta.find(k);
-      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
-      try {
-        return std::stoll(it->second);
-      } catch (const std::exception&) {
-        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
-      }
-    };
-    auto read = [&](const std::string& name, MatrixX<Scalar>& dst) {
-      const io::TensorView& t = f.tensor(name);
-      if (t.dtype != io::DType::f32 || t.numel() != dst.size())
-        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
-                          " " + to_string(t.shape) + ", expected F32 with " +
-                          std::to_string(dst.size()) + " values");
-      std::memcpy(dst.data(), t.data.data(), t.data.size());
-    };
-    for (P* p : optim_.parameters()) read("param." + p->name, p->value);
-    auto st = optim_.state();
-    for (auto& [k, v] : st) read(k, v);
-    step_ = meta_int("step");
-    optim_.load_state(st, step_);
-    epoch_ = meta_int("epoch");
+    const TrainPosition pos = read_checkpoint(dir, optim_, identity());
+    step_ = pos.step;
+    epoch_ = pos.epoch;
     new_epoch();
-    cursor_ = meta_int("cursor");
-    auto rit = meta.find("rng");
-    if (rit == meta.end()) throw config_error(file.string() + ": metadata lacks 'rng'");
-    rng_.set_state(rit->second);
+    cursor_ = pos.cursor;
+    rng_.set_state(pos.rng);
     verify_replicas();
   }
 

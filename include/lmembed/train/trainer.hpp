@@ -97,6 +97,84 @@ std::map<std::string, std::string> checkpoint_identity(const Head& head, const T
   return m;
 }
 
+/// Where a run stands besides its weights: what a checkpoint stores in its metadata.
+struct TrainPosition {
+  std::int64_t step = 0, epoch = 0, cursor = 0;  ///< steps done, epoch, next example of it
+  std::string rng;                               ///< Rng::state() of the negative sampling
+};
+
+/// Writes `dir`/checkpoint.safetensors atomically: the weights of `optim`'s parameters
+/// ("param.<name>"), its moments, and in the metadata `identity` and `pos`. One file, so a
+/// crash leaves the previous checkpoint or this one. The one format of train::Trainer,
+/// DistributedTrainer and the CUDA trainer, so each resumes the others' checkpoints.
+template <class Optim>
+void write_checkpoint(const std::filesystem::path& dir, const Optim& optim,
+                      const std::map<std::string, std::string>& identity,
+                      const TrainPosition& pos) {
+  std::filesystem::create_directories(dir);
+  io::SafetensorsWriter w;
+  for (const auto* p : optim.parameters()) w.add("param." + p->name, p->value, p->shape);
+  for (const auto& [k, m] : optim.state()) w.add(k, m);
+  for (const auto& [k, v] : identity) w.set_metadata(k, v);
+  w.set_metadata("step", std::to_string(pos.step));
+  w.set_metadata("epoch", std::to_string(pos.epoch));
+  w.set_metadata("cursor", std::to_string(pos.cursor));
+  w.set_metadata("rng", pos.rng);
+  w.write(dir / "checkpoint.safetensors");
+}
+
+/// Reads a checkpoint written by write_checkpoint into `optim` (weights and moments) and
+/// returns its position. config_error naming the first entry of `identity` that differs (a
+/// checkpoint of another head, cache or options), shape_error naming a tensor of other size.
+template <class Optim>
+TrainPosition read_checkpoint(const std::filesystem::path& dir, Optim& optim,
+                              const std::map<std::string, std::string>& identity) {
+  const auto file = dir / "checkpoint.safetensors";
+  if (!std::filesystem::exists(file))
+    throw config_error(dir.string() + " holds no checkpoint.safetensors");
+  const auto f = io::SafetensorsFile::open(file);
+  const auto& meta = f.metadata();
+  for (const auto& [k, v] : identity) {
+    auto it = meta.find(k);
+    if (it == meta.end() || it->second != v)
+      throw config_error(file.string() + ": '" + k + "' is " +
+                         (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
+                         ", this run has '" + v + "' (resume with the same cache and options)");
+  }
+  auto meta_str = [&](const std::string& k) -> const std::string& {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
+    return it->second;
+  };
+  auto meta_int = [&](const std::string& k) -> std::int64_t {
+    const std::string& v = meta_str(k);
+    try {
+      return std::stoll(v);
+    } catch (const std::exception&) {
+      throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
+    }
+  };
+  auto read = [&](const std::string& name, auto& dst) {
+    const io::TensorView& t = f.tensor(name);
+    using S = typename std::decay_t<decltype(dst)>::Scalar;
+    if (t.dtype != io::DType::f32 || !std::is_same_v<S, float> || t.numel() != dst.size())
+      throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
+                        " " + to_string(t.shape) + ", expected F32 with " +
+                        std::to_string(dst.size()) + " values");
+    std::memcpy(dst.data(), t.data.data(), t.data.size());
+  };
+  for (auto* p : optim.parameters()) read("param." + p->name, p->value);
+  auto st = optim.state();
+  for (auto& [k, m] : st) read(k, m);
+  TrainPosition pos;
+  pos.step = meta_int("step");
+  optim.load_state(st, pos.step);
+  pos.epoch = meta_int("epoch");
+  pos.cursor = meta_int("cursor");
+  pos.rng = meta_str("rng");
+  return pos;
+}
+
 /// The example order of one epoch: a permutation that depends on seed and epoch only, so a
 /// resumed run (and every rank of a distributed one) draws the same batches.
 inline std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed,
@@ -238,63 +316,21 @@ class Trainer {
     return st;
   }
 
-  /// Writes `dir`/checkpoint.safetensors atomically: head weights ("param.<name>"), AdamW
-  /// moments, and in its metadata the step, data position, RNG state, options and the head's
-  /// own metadata. One file, so a crash leaves the previous checkpoint or this one.
+  /// Writes `dir`/checkpoint.safetensors atomically (write_checkpoint: weights, AdamW moments,
+  /// step, data position, RNG state, options and the head's own metadata).
   void save_checkpoint(const std::filesystem::path& dir) const {
-    std::filesystem::create_directories(dir);
-    io::SafetensorsWriter w;
-    for (const P* p : optim_.parameters()) w.add("param." + p->name, p->value, p->shape);
-    for (const auto& [k, m] : optim_.state()) w.add(k, m);
-    for (const auto& [k, v] : identity()) w.set_metadata(k, v);
-    w.set_metadata("step", std::to_string(step_));
-    w.set_metadata("epoch", std::to_string(epoch_));
-    w.set_metadata("cursor", std::to_string(cursor_));
-    w.set_metadata("rng", rng_.state());
-    w.write(dir / "checkpoint.safetensors");
+    write_checkpoint(dir, optim_, identity(), {step_, epoch_, cursor_, rng_.state()});
   }
 
   /// Restores a checkpoint written by save_checkpoint with the same head configuration, cache
   /// and options (config_error naming the first difference).
   void load_checkpoint(const std::filesystem::path& dir) {
-    const auto file = dir / "checkpoint.safetensors";
-    if (!std::filesystem::exists(file))
-      throw config_error(dir.string() + " holds no checkpoint.safetensors");
-    const auto f = io::SafetensorsFile::open(file);
-    const auto& meta = f.metadata();
-    for (const auto& [k, v] : identity()) {
-      auto it = meta.find(k);
-      if (it == meta.end() || it->second != v)
-        throw config_error(file.string() + ": '" + k + "' is " +
-                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
-                           ", this run has '" + v + "' (resume with the same cache and options)");
-    }
-    auto meta_int = [&](const std::string& k) -> std::int64_t {
-      auto it = meta.find(k);
-      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
-      try {
-        return std::stoll(it->second);
-      } catch (const std::exception&) {
-        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
-      }
-    };
-    auto read = [&](const std::string& name, MatrixX<Scalar>& dst) {
-      const io::TensorView& t = f.tensor(name);
-      if (t.dtype != io::DType::f32 || t.numel() != dst.size())
-        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
-                          " " + to_string(t.shape) + ", expected F32 with " +
-                          std::to_string(dst.size()) + " values");
-      std::memcpy(dst.data(), t.data.data(), t.data.size());
-    };
-    for (P* p : optim_.parameters()) read("param." + p->name, p->value);
-    auto st = optim_.state();
-    for (auto& [k, m] : st) read(k, m);
-    step_ = meta_int("step");
-    optim_.load_state(st, step_);
-    epoch_ = meta_int("epoch");
+    const TrainPosition pos = read_checkpoint(dir, optim_, identity());
+    step_ = pos.step;
+    epoch_ = pos.epoch;
     new_epoch();
-    cursor_ = meta_int("cursor");
-    rng_.set_state(meta.at("rng"));
+    cursor_ = pos.cursor;
+    rng_.set_state(pos.rng);
   }
 
  private:
