@@ -69,7 +69,7 @@ class DistributedTrainer {
         opt_(opt),
         comm_(comm),
         optim_(head.parameters(), opt.adamw),
-        rng_(opt.seed) {
+        sampler_(cache, opt) {
     if (opt_.batch < 1) throw config_error("batch must be at least 1");
     if (opt_.steps < 1) throw config_error("steps must be at least 1");
     if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
@@ -77,7 +77,6 @@ class DistributedTrainer {
       throw config_error(std::string("the ") + head_.name() + " head consumes " +
                          to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
                          " holds " + to_string(cache_.capture()));
-    new_epoch();
     // Replicas start identical: rank 0's initial weights win.
     broadcast_weights();
   }
@@ -92,39 +91,8 @@ class DistributedTrainer {
     if (done()) throw config_error("training is already complete");
     const std::int64_t bytes0 = comm_.stats().total();
     // 1. The global batch and its distinct texts (identical on every rank).
-    std::vector<std::int64_t> ex;
-    for (std::int64_t b = 0; b < opt_.batch; ++b) {
-      if (cursor_ >= std::int64_t(order_.size())) {
-        ++epoch_;
-        new_epoch();
-      }
-      ex.push_back(order_[std::size_t(cursor_++)]);
-    }
-    std::vector<std::int64_t> uniq;
-    std::unordered_map<std::int64_t, std::int64_t> row_of;
-    auto row = [&](std::int64_t text) {
-      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
-      if (fresh) uniq.push_back(text);
-      return it->second;
-    };
-    std::vector<std::int64_t> qi, pi, ni;
-    const auto& examples = cache_.dataset().examples;
-    for (auto e : ex) {
-      const CacheExample& c = examples[std::size_t(e)];
-      qi.push_back(row(c.query));
-      pi.push_back(row(c.positive));
-      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
-      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
-        for (auto n : c.negatives) ni.push_back(row(n));
-      } else {
-        std::vector<std::int64_t> pick = c.negatives;
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          std::swap(pick[std::size_t(k)],
-                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          ni.push_back(row(pick[std::size_t(k)]));
-      }
-    }
+    const BatchPlan batch = sampler_.next();
+    const std::vector<std::int64_t>& uniq = batch.texts;
     const std::int64_t n = std::int64_t(uniq.size());
     const std::int64_t R = comm_.size(), me = comm_.rank();
     std::vector<std::int64_t> counts(static_cast<std::size_t>(R));
@@ -163,21 +131,7 @@ class DistributedTrainer {
     const MatrixX<Scalar> emb = Eigen::Map<const MatrixX<Scalar>>(all.data(), n, D);
 
     // 4. Global loss; gradient w.r.t. every embedding, of which this rank keeps its rows.
-    auto take = [&](const std::vector<std::int64_t>& idx) {
-      MatrixX<Scalar> t(std::int64_t(idx.size()), D);
-      for (std::size_t i = 0; i < idx.size(); ++i) t.row(Eigen::Index(i)) = emb.row(idx[i]);
-      return t;
-    };
-    const MatrixX<Scalar> q = take(qi), p = take(pi);
-    const MatrixX<Scalar> negs = ni.empty() ? MatrixX<Scalar>(0, D) : take(ni);
-    const InfoNceResult<Scalar> r = info_nce<Scalar>(q, p, negs, opt_.loss);
-    MatrixX<Scalar> d_emb = MatrixX<Scalar>::Zero(n, D);
-    for (std::size_t i = 0; i < qi.size(); ++i)
-      d_emb.row(qi[i]) += r.d_queries.row(Eigen::Index(i));
-    for (std::size_t i = 0; i < pi.size(); ++i)
-      d_emb.row(pi[i]) += r.d_positives.row(Eigen::Index(i));
-    for (std::size_t i = 0; i < ni.size(); ++i)
-      d_emb.row(ni[i]) += r.d_negatives.row(Eigen::Index(i));
+    const auto [loss, d_emb] = batch_loss(emb, batch, opt_.loss);
 
     // 5. Back-propagate this rank's rows, then sum the head gradients over ranks.
     if (m > 0) {
@@ -201,7 +155,7 @@ class DistributedTrainer {
     optim_.step(st.lr);
     ++step_;
     st.step = step_;
-    st.loss = double(r.loss);
+    st.loss = double(loss);
     st.texts = n;
     st.local_texts = m;
 #ifndef NDEBUG
@@ -234,8 +188,7 @@ class DistributedTrainer {
   /// Collective: rank 0 writes `dir`/checkpoint.safetensors atomically (train::Trainer's
   /// format and keys, so either trainer resumes it); the others wait until it is written.
   void save_checkpoint(const std::filesystem::path& dir) {
-    if (comm_.rank() == 0)
-      write_checkpoint(dir, optim_, identity(), {step_, epoch_, cursor_, rng_.state()});
+    if (comm_.rank() == 0) write_checkpoint(dir, optim_, identity(), sampler_.position(step_));
     comm_.barrier();
   }
 
@@ -243,10 +196,7 @@ class DistributedTrainer {
   void load_checkpoint(const std::filesystem::path& dir) {
     const TrainPosition pos = read_checkpoint(dir, optim_, identity());
     step_ = pos.step;
-    epoch_ = pos.epoch;
-    new_epoch();
-    cursor_ = pos.cursor;
-    rng_.set_state(pos.rng);
+    sampler_.restore(pos);
     verify_replicas();
   }
 
@@ -289,20 +239,13 @@ class DistributedTrainer {
     return checkpoint_identity(head_, opt_, cache_);
   }
 
-  /// The permutation of epoch `epoch_` (train::Trainer's: a function of seed and epoch only).
-  void new_epoch() {
-    order_ = epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
-    cursor_ = 0;
-  }
-
   Head& head_;
   const Cache& cache_;
   TrainOptions opt_;
   Communicator& comm_;
   AdamW<P> optim_;
-  Rng rng_;
-  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
-  std::vector<std::int64_t> order_;
+  BatchSampler sampler_;  // train::Trainer's batch sequence, identical on every rank
+  std::int64_t step_ = 0;
   std::vector<Scalar> grad_buf_;
 };
 

@@ -186,6 +186,100 @@ inline std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed,
   return order;
 }
 
+/// One batch as the loss sees it: the distinct cache texts to embed (in order of first
+/// appearance) and, for every query, positive and sampled hard negative, its row among them.
+struct BatchPlan {
+  std::vector<std::int64_t> texts;
+  std::vector<std::int64_t> queries, positives, negatives;
+};
+
+/// The batch sequence of a run: examples in the epoch permutation (epoch_order), hard negatives
+/// sampled with one Rng. Every trainer (CPU, distributed, CUDA) and every rank draws its batches
+/// here, so all of them see the same sequence and resume it from a TrainPosition.
+class BatchSampler {
+ public:
+  BatchSampler(const Cache& cache, const TrainOptions& opt)
+      : cache_(cache), opt_(opt), rng_(opt.seed) {
+    new_epoch(0);
+  }
+
+  /// The next batch of opt.batch examples (wrapping into the next epoch).
+  BatchPlan next() {
+    BatchPlan b;
+    std::unordered_map<std::int64_t, std::int64_t> row_of;
+    auto row = [&](std::int64_t text) {
+      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(b.texts.size()));
+      if (fresh) b.texts.push_back(text);
+      return it->second;
+    };
+    const auto& examples = cache_.dataset().examples;
+    for (std::int64_t i = 0; i < opt_.batch; ++i) {
+      if (cursor_ >= std::int64_t(order_.size())) new_epoch(epoch_ + 1);
+      const CacheExample& c = examples[std::size_t(order_[std::size_t(cursor_++)])];
+      b.queries.push_back(row(c.query));
+      b.positives.push_back(row(c.positive));
+      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
+      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
+        for (auto n : c.negatives) b.negatives.push_back(row(n));
+      } else {  // a partial Fisher-Yates: max_negatives distinct negatives, uniformly
+        std::vector<std::int64_t> pick = c.negatives;
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          std::swap(pick[std::size_t(k)],
+                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
+        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
+          b.negatives.push_back(row(pick[std::size_t(k)]));
+      }
+    }
+    return b;
+  }
+
+  /// Where the sequence stands, for a checkpoint taken after `step` steps.
+  TrainPosition position(std::int64_t step) const { return {step, epoch_, cursor_, rng_.state()}; }
+  /// Continues the sequence from a checkpoint's position.
+  void restore(const TrainPosition& pos) {
+    new_epoch(pos.epoch);
+    cursor_ = pos.cursor;
+    rng_.set_state(pos.rng);
+  }
+
+ private:
+  void new_epoch(std::int64_t epoch) {
+    epoch_ = epoch;
+    order_ = epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
+    cursor_ = 0;
+  }
+
+  const Cache& cache_;
+  TrainOptions opt_;
+  Rng rng_;
+  std::int64_t epoch_ = 0, cursor_ = 0;
+  std::vector<std::int64_t> order_;
+};
+
+/// The loss of a batch and its gradient with respect to the embeddings of the batch's distinct
+/// texts (`emb`: one row per BatchPlan::texts entry; a text used twice gets both gradients).
+template <class Scalar>
+std::pair<Scalar, MatrixX<Scalar>> batch_loss(const MatrixX<Scalar>& emb, const BatchPlan& b,
+                                              const InfoNceOptions& opt) {
+  auto take = [&](const std::vector<std::int64_t>& idx) {
+    MatrixX<Scalar> m(std::int64_t(idx.size()), emb.cols());
+    for (std::size_t i = 0; i < idx.size(); ++i) m.row(Eigen::Index(i)) = emb.row(idx[i]);
+    return m;
+  };
+  const MatrixX<Scalar> q = take(b.queries), p = take(b.positives);
+  const MatrixX<Scalar> negs =
+      b.negatives.empty() ? MatrixX<Scalar>(0, emb.cols()) : take(b.negatives);
+  const InfoNceResult<Scalar> r = info_nce<Scalar>(q, p, negs, opt);
+  MatrixX<Scalar> d_emb = MatrixX<Scalar>::Zero(emb.rows(), emb.cols());
+  for (std::size_t i = 0; i < b.queries.size(); ++i)
+    d_emb.row(b.queries[i]) += r.d_queries.row(Eigen::Index(i));
+  for (std::size_t i = 0; i < b.positives.size(); ++i)
+    d_emb.row(b.positives[i]) += r.d_positives.row(Eigen::Index(i));
+  for (std::size_t i = 0; i < b.negatives.size(); ++i)
+    d_emb.row(b.negatives[i]) += r.d_negatives.row(Eigen::Index(i));
+  return {r.loss, std::move(d_emb)};
+}
+
 /// Trains `Head` (a pooling head class: forward/backward/parameters/zero_grad, nested Context)
 /// on the examples of a Cache. The head must outlive the trainer and must not move.
 template <class Head>
@@ -200,7 +294,7 @@ class Trainer {
         cache_(cache),
         opt_(opt),
         optim_(head.parameters(), opt.adamw),
-        rng_(opt.seed) {
+        sampler_(cache, opt) {
     if (opt_.batch < 1) throw config_error("batch must be at least 1");
     if (opt_.steps < 1) throw config_error("steps must be at least 1");
     if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
@@ -208,7 +302,6 @@ class Trainer {
       throw config_error(std::string("the ") + head_.name() + " head consumes " +
                          to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
                          " holds " + to_string(cache_.capture()));
-    new_epoch();
   }
 
   /// Steps done so far.
@@ -220,39 +313,8 @@ class Trainer {
   StepStats step() {
     if (done()) throw config_error("training is already complete");
     // 1. The batch and its distinct texts.
-    std::vector<std::int64_t> ex;
-    for (std::int64_t b = 0; b < opt_.batch; ++b) {
-      if (cursor_ >= std::int64_t(order_.size())) {
-        ++epoch_;
-        new_epoch();
-      }
-      ex.push_back(order_[std::size_t(cursor_++)]);
-    }
-    std::vector<std::int64_t> uniq;
-    std::unordered_map<std::int64_t, std::int64_t> row_of;
-    auto row = [&](std::int64_t text) {
-      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
-      if (fresh) uniq.push_back(text);
-      return it->second;
-    };
-    std::vector<std::int64_t> qi, pi, ni;
-    const auto& examples = cache_.dataset().examples;
-    for (auto e : ex) {
-      const CacheExample& c = examples[std::size_t(e)];
-      qi.push_back(row(c.query));
-      pi.push_back(row(c.positive));
-      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
-      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
-        for (auto n : c.negatives) ni.push_back(row(n));
-      } else {
-        std::vector<std::int64_t> pick = c.negatives;
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          std::swap(pick[std::size_t(k)],
-                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          ni.push_back(row(pick[std::size_t(k)]));
-      }
-    }
+    const BatchPlan batch = sampler_.next();
+    const std::vector<std::int64_t>& uniq = batch.texts;
     const std::int64_t n = std::int64_t(uniq.size());
     const std::int64_t chunk = opt_.chunk > 0 ? std::min(opt_.chunk, n) : n;
     const bool one_pass = chunk >= n;
@@ -274,21 +336,7 @@ class Trainer {
     }
 
     // 3. Loss over the whole batch, gradient w.r.t. every embedding.
-    auto take = [&](const std::vector<std::int64_t>& idx) {
-      MatrixX<Scalar> m(std::int64_t(idx.size()), emb.cols());
-      for (std::size_t i = 0; i < idx.size(); ++i) m.row(Eigen::Index(i)) = emb.row(idx[i]);
-      return m;
-    };
-    const MatrixX<Scalar> q = take(qi), p = take(pi);
-    const MatrixX<Scalar> negs = ni.empty() ? MatrixX<Scalar>(0, emb.cols()) : take(ni);
-    const InfoNceResult<Scalar> r = info_nce<Scalar>(q, p, negs, opt_.loss);
-    MatrixX<Scalar> d_emb = MatrixX<Scalar>::Zero(n, emb.cols());
-    for (std::size_t i = 0; i < qi.size(); ++i)
-      d_emb.row(qi[i]) += r.d_queries.row(Eigen::Index(i));
-    for (std::size_t i = 0; i < pi.size(); ++i)
-      d_emb.row(pi[i]) += r.d_positives.row(Eigen::Index(i));
-    for (std::size_t i = 0; i < ni.size(); ++i)
-      d_emb.row(ni[i]) += r.d_negatives.row(Eigen::Index(i));
+    const auto [loss, d_emb] = batch_loss(emb, batch, opt_.loss);
 
     // 4. Back-propagate through the head, chunk by chunk.
     if (one_pass) {
@@ -311,7 +359,7 @@ class Trainer {
     optim_.step(st.lr);
     ++step_;
     st.step = step_;
-    st.loss = double(r.loss);
+    st.loss = double(loss);
     st.texts = n;
     return st;
   }
@@ -319,7 +367,7 @@ class Trainer {
   /// Writes `dir`/checkpoint.safetensors atomically (write_checkpoint: weights, AdamW moments,
   /// step, data position, RNG state, options and the head's own metadata).
   void save_checkpoint(const std::filesystem::path& dir) const {
-    write_checkpoint(dir, optim_, identity(), {step_, epoch_, cursor_, rng_.state()});
+    write_checkpoint(dir, optim_, identity(), sampler_.position(step_));
   }
 
   /// Restores a checkpoint written by save_checkpoint with the same head configuration, cache
@@ -327,10 +375,7 @@ class Trainer {
   void load_checkpoint(const std::filesystem::path& dir) {
     const TrainPosition pos = read_checkpoint(dir, optim_, identity());
     step_ = pos.step;
-    epoch_ = pos.epoch;
-    new_epoch();
-    cursor_ = pos.cursor;
-    rng_.set_state(pos.rng);
+    sampler_.restore(pos);
   }
 
  private:
@@ -339,19 +384,12 @@ class Trainer {
     return checkpoint_identity(head_, opt_, cache_);
   }
 
-  /// The permutation of epoch `epoch_` (a function of seed and epoch only) and cursor 0.
-  void new_epoch() {
-    order_ = epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
-    cursor_ = 0;
-  }
-
   Head& head_;
   const Cache& cache_;
   TrainOptions opt_;
   AdamW<P> optim_;
-  Rng rng_;
-  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
-  std::vector<std::int64_t> order_;
+  BatchSampler sampler_;
+  std::int64_t step_ = 0;
 };
 
 }  // namespace lmembed::train
