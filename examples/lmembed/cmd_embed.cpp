@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "device.hpp"
 #include "lmembed/encoder.hpp"
 #include "lmembed/io/npy.hpp"
 
@@ -73,6 +74,7 @@ int run_embed(std::span<const std::string> argv) {
          "                                multi_layer_tokens|multi_layer_eos]\n"
          "                     [--head FILE.safetensors] [--pool-from N] [--instruction TEXT]\n"
          "                     [--eos] [--no-normalize] [--ids] [--threads N] [--truncate]\n"
+         "                     [--device cpu|cuda]\n"
          "                     --input FILE --output FILE.npy\n"
          "Writes one float32 embedding per input line as an [n, d] .npy file.\n"
          "  --model PATH        a .gguf file or a Hugging Face folder (config.json + safetensors)\n"
@@ -89,6 +91,8 @@ int run_embed(std::span<const std::string> argv) {
          "  --threads N         threads (default: all OpenMP offers)\n"
          "  --truncate          cut texts longer than the context (default: error)\n"
          "  --batch-tokens N    tokens per backbone call (default 8192; bounds memory)\n"
+         "  --device D          cpu (default) or cuda: the backbone on the GPU (F32, same\n"
+         "                      embeddings within 1e-4; needs a build with -DLMEMBED_CUDA=ON)\n"
          "  --input FILE        one text per line ('-': stdin)\n"
          "  --output FILE.npy   written atomically");
   a.option("--model")
@@ -103,6 +107,7 @@ int run_embed(std::span<const std::string> argv) {
       .option("--threads")
       .flag("--truncate")
       .option("--batch-tokens")
+      .option("--device")
       .option("--input")
       .option("--output");
   a.parse();
@@ -116,6 +121,7 @@ int run_embed(std::span<const std::string> argv) {
   const std::string input = a.require("--input");
   const std::string output = a.require("--output");
   const auto attention = lmembed::parse_attention(a.get_or("--attention", "causal"));
+  const auto device = lmembed::cli::parse_device(a.get_or("--device", "cpu"));
   const std::string pooling = a.get_or("--pooling", "eos");
   (void)lmembed::pooling::capture_of(pooling);  // a bad name fails before the model loads
   const long long pool_from = a.get_int("--pool-from", 0);
@@ -127,6 +133,7 @@ int run_embed(std::span<const std::string> argv) {
     throw usage_error("--instruction needs texts, not --ids");
   if (a.has("--ids") && a.has("--eos"))
     throw usage_error("--eos applies when tokenizing; with --ids the ids are used as given");
+  lmembed::cli::require_device(device);  // before any model work
 
   const std::vector<std::string> lines = read_lines(input);
   lmembed::Tokenizer tok = lmembed::Tokenizer::load(model);
@@ -138,9 +145,13 @@ int run_embed(std::span<const std::string> argv) {
   o.truncate = a.has("--truncate");
   o.batch_tokens = batch_tokens;
   o.progress = lines.size() > 1000;
-  std::cerr << "lmembed embed: loading " << model << "\n";
-  auto enc = lmembed::make_encoder(lmembed::Backbone::load(model), std::move(tok), attention,
-                                   pooling, a.get_or("--head", ""), o);
+  std::cerr << "lmembed embed: loading " << model
+            << (device == lmembed::cli::Device::cuda ? " onto the GPU" : "") << "\n";
+  auto enc = device == lmembed::cli::Device::cuda
+                 ? lmembed::cli::device_hooks().make_encoder(model, attention, pooling,
+                                                             a.get_or("--head", ""), o)
+                 : lmembed::make_encoder(lmembed::Backbone::load(model), std::move(tok), attention,
+                                         pooling, a.get_or("--head", ""), o);
   lmembed::Matrix e;
   if (a.has("--ids")) {
     const lmembed::TokenBatch b = parse_ids(lines, input, o.pool_from);

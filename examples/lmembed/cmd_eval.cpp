@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "device.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/core/json.hpp"
 #include "lmembed/encoder.hpp"
@@ -80,6 +81,9 @@ int run_eval(std::span<const std::string> argv) {
       "  --clustering-runs N   clustering runs (default 10)\n"
       "  --batch-size N        texts per embedding call (default 256)\n"
       "  --threads N           backbone threads (default: all)\n"
+      "  --device D            cpu (default) or cuda: the backbone (with --model) and retrieval\n"
+      "                        scoring (top-k) on the GPU: the CPU's top-k of the same\n"
+      "                        embeddings, ties included (needs a build with -DLMEMBED_CUDA=ON)\n"
       "  --no-instructions     embed texts without task instructions\n"
       "  --output FILE         results JSON (default: none, table only)\n"
       "  --quiet               no progress on stderr");
@@ -100,6 +104,7 @@ int run_eval(std::span<const std::string> argv) {
       .option("--clustering-runs")
       .option("--batch-size")
       .option("--threads")
+      .option("--device")
       .option("--output")
       .flag("--no-instructions")
       .flag("--quiet");
@@ -116,7 +121,11 @@ int run_eval(std::span<const std::string> argv) {
   if (model && (!a.has("--attention") || !a.has("--pooling")))
     throw usage_error("--model needs --attention and --pooling");
 
+  const auto device = lmembed::cli::parse_device(a.get_or("--device", "cpu"));
+  if (!dump) lmembed::cli::require_device(device);  // before any model or task work
+
   ev::EvalOptions opt;
+  if (device == lmembed::cli::Device::cuda) opt.search_topk = lmembed::cli::device_hooks().topk;
   opt.seed = static_cast<std::uint64_t>(a.get_int("--seed", 42));
   opt.n_experiments = a.get_int("--n-experiments", opt.n_experiments);
   opt.samples_per_label = a.get_int("--samples-per-label", opt.samples_per_label);
@@ -172,9 +181,12 @@ int run_eval(std::span<const std::string> argv) {
     lmembed::EncoderOptions eo;
     eo.threads = static_cast<int>(a.get_int("--threads", 0));
     const std::string head = a.get_or("--head", "");
+    const auto attention = lmembed::parse_attention(*a.get("--attention"));
     encoder =
-        lmembed::make_encoder(*a.get("--model"), lmembed::parse_attention(*a.get("--attention")),
-                              *a.get("--pooling"), head, eo);
+        device == lmembed::cli::Device::cuda
+            ? lmembed::cli::device_hooks().make_encoder(*a.get("--model"), attention,
+                                                        *a.get("--pooling"), head, eo)
+            : lmembed::make_encoder(*a.get("--model"), attention, *a.get("--pooling"), head, eo);
     model_name = *a.get("--model");
     design["attention"] = encoder->attention_name();
     design["pooling"] = encoder->pooling_name();
@@ -228,6 +240,7 @@ int run_eval(std::span<const std::string> argv) {
     settings["cluster_size"] = static_cast<long long>(opt.cluster_size);
     settings["max_examples"] = static_cast<long long>(bopt.max_examples);
     settings["instructions"] = !no_ins;
+    settings["device"] = lmembed::cli::to_string(device);
     doc["settings"] = std::move(settings);
     Value recs = Value::array();
     for (const auto& r : results) {

@@ -88,6 +88,13 @@ struct EvalOptions {
   std::int64_t top_k = 100;
   std::int64_t corpus_block = 4096;  ///< documents embedded and scored at a time
   bool progress = true;              ///< progress lines on stderr
+  /// Retrieval scoring elsewhere (`lmembed eval --device cuda`: cuda::search_topk): exact top-k
+  /// of every query row over the corpus rows by inner product, best first, equal scores to the
+  /// smaller corpus row (eval::search_topk's contract). Empty: TopK on the CPU. Either way the
+  /// ranking is the same: the runner hands each corpus block over in trec_eval's tie order.
+  std::function<std::vector<std::vector<Hit>>(const Matrix& queries, const Matrix& corpus,
+                                              std::int64_t k)>
+      search_topk;
 };
 
 // ------------------------------------------------------------------ embedding helpers
@@ -262,6 +269,34 @@ inline void eval_pairs(const PairClassificationData& d, const std::string& ins, 
   r.notes["n_pairs"] = std::to_string(d.label.size());
 }
 
+/// Scores corpus block D (documents first .. first + D.rows()) with opt.search_topk and merges
+/// its hits into `topk`. The block goes over in tie-rank order, so the callback's "smaller row
+/// first" on equal scores is trec_eval's order, and the merged result equals TopK::add's.
+inline void add_block_hits(TopK& topk, const Matrix& Q, const Matrix& D, std::size_t first,
+                           const std::vector<std::int64_t>& rank, const EvalOptions& opt) {
+  const auto m = static_cast<std::size_t>(D.rows());
+  std::vector<std::size_t> by_rank(m);
+  for (std::size_t j = 0; j < m; ++j) by_rank[j] = j;
+  std::sort(by_rank.begin(), by_rank.end(),
+            [&](std::size_t a, std::size_t b) { return rank[first + a] < rank[first + b]; });
+  Matrix P(D.rows(), D.cols());
+  for (std::size_t t = 0; t < m; ++t)
+    P.row(static_cast<Eigen::Index>(t)) = D.row(static_cast<Eigen::Index>(by_rank[t]));
+  auto hits = opt.search_topk(Q, P, opt.top_k);
+  if (hits.size() != static_cast<std::size_t>(Q.rows()))
+    throw shape_error("retrieval: search_topk returned hits for " + std::to_string(hits.size()) +
+                      " queries, expected " + std::to_string(Q.rows()));
+  for (std::size_t q = 0; q < hits.size(); ++q) {
+    for (Hit& h : hits[q]) {
+      if (h.doc < 0 || h.doc >= static_cast<std::int64_t>(m))
+        throw shape_error("retrieval: search_topk returned document " + std::to_string(h.doc) +
+                          " of a block of " + std::to_string(m));
+      h.doc = static_cast<std::int64_t>(first + by_rank[static_cast<std::size_t>(h.doc)]);
+    }
+    topk.add_hits(static_cast<std::int64_t>(q), hits[q]);
+  }
+}
+
 inline void eval_retrieval(const RetrievalData& d, const std::string& ins, const Embedder& e,
                            const EvalOptions& opt, TaskResult& r) {
   // Queries judged in qrels are evaluated (pytrec_eval scores exactly those).
@@ -273,14 +308,14 @@ inline void eval_retrieval(const RetrievalData& d, const std::string& ins, const
   const Matrix Q = l2_normalized(embed_texts(e, qtext, ins, opt, "queries"));
   TopK topk(Q, opt.top_k);
   // trec_eval orders equal scores by document id, descending.
+  std::vector<std::int64_t> rank(d.doc_ids.size());
   {
     std::vector<std::size_t> order(d.doc_ids.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(),
               [&](std::size_t a, std::size_t b) { return d.doc_ids[a] > d.doc_ids[b]; });
-    std::vector<std::int64_t> rank(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) rank[order[i]] = static_cast<std::int64_t>(i);
-    topk.set_tie_rank(std::move(rank));
+    topk.set_tie_rank(rank);
   }
   // The corpus streams through in blocks: embedded, scored, dropped.
   const auto block = static_cast<std::size_t>(std::max<std::int64_t>(1, opt.corpus_block));
@@ -291,7 +326,10 @@ inline void eval_retrieval(const RetrievalData& d, const std::string& ins, const
     if (D.cols() != Q.cols())
       throw shape_error("retrieval: documents embed to width " + std::to_string(D.cols()) +
                         ", queries to " + std::to_string(Q.cols()));
-    topk.add(D, static_cast<std::int64_t>(s));
+    if (opt.search_topk)
+      add_block_hits(topk, Q, D, s, rank, opt);
+    else
+      topk.add(D, static_cast<std::int64_t>(s));
     if (opt.progress && d.docs.size() > block)
       std::cerr << "  scored " << s + m << "/" << d.docs.size() << " documents\n";
   }

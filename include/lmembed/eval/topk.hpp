@@ -75,6 +75,14 @@ class TopK {
     }
   }
 
+  /// Offers query q hits found elsewhere (e.g. a GPU's top-k of one corpus block; `doc` is the
+  /// global document index, covered by the tie ranks): they compete with what add() found, in
+  /// the same order, so the k best overall are kept.
+  void add_hits(std::int64_t q, std::span<const Hit> hits) {
+    auto& h = heaps_.at(static_cast<std::size_t>(q));
+    for (const Hit& x : hits) push(h, x);
+  }
+
   /// The k best hits of query q (fewer if the corpus was smaller), best first.
   std::vector<Hit> result(std::int64_t q) const {
     auto h = heaps_.at(static_cast<std::size_t>(q));
