@@ -33,6 +33,8 @@
 namespace lmembed::cuda {
 
 namespace head_kernels {
+// Every kernel here is a template (F = float): a header-only library's non-template __global__
+// functions would be defined once per translation unit and collide at link time.
 
 /// LayerNorm backward of one row per block: dx = dx_beta dx + layernorm_grad(...), and
 /// tmp = dy * xhat (summed over rows into dweight afterwards).
@@ -76,23 +78,26 @@ __device__ __forceinline__ std::int64_t flat_index() {
   return blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
 }
 
-__global__ void gelu_fwd(const float* x, float* y, std::int64_t n) {
+template <class F>
+__global__ void gelu_fwd(const F* x, F* y, std::int64_t n) {
   const std::int64_t i = flat_index();
   if (i < n) y[i] = gelu(x[i]);
 }
-__global__ void gelu_bwd(const float* x, const float* dy, float* dx, std::int64_t n) {
+template <class F>
+__global__ void gelu_bwd(const F* x, const F* dy, F* dx, std::int64_t n) {
   const std::int64_t i = flat_index();
   if (i < n) dx[i] = dy[i] * gelu_grad(x[i]);
 }
 /// y[r, j] = value * GELU(gate) of x[r] = [value | gate] (PyTorch's chunk order).
-__global__ void geglu_fwd(const float* x, float* y, std::int64_t rows, std::int64_t h) {
+template <class F>
+__global__ void geglu_fwd(const F* x, F* y, std::int64_t rows, std::int64_t h) {
   const std::int64_t i = flat_index();
   if (i >= rows * h) return;
   const std::int64_t r = i / h, j = i % h;
   y[i] = geglu_value(x[r * 2 * h + j], x[r * 2 * h + h + j]);
 }
-__global__ void geglu_bwd(const float* x, const float* dy, float* dx, std::int64_t rows,
-                          std::int64_t h) {
+template <class F>
+__global__ void geglu_bwd(const F* x, const F* dy, F* dx, std::int64_t rows, std::int64_t h) {
   const std::int64_t i = flat_index();
   if (i >= rows * h) return;
   const std::int64_t r = i / h, j = i % h;
@@ -103,7 +108,8 @@ __global__ void geglu_bwd(const float* x, const float* dy, float* dx, std::int64
 }
 /// y[s, c] = mean of x rows [off[s], off[s+1]) (+ beta y); grid (segments, column blocks),
 /// rows summed in order (deterministic).
-__global__ void segment_mean_fwd(const float* x, const std::int64_t* off, std::int64_t d, float* y,
+template <class F>
+__global__ void segment_mean_fwd(const F* x, const std::int64_t* off, std::int64_t d, F* y,
                                  float beta) {
   const std::int64_t s = blockIdx.x,
                      c = blockIdx.y * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
@@ -115,8 +121,9 @@ __global__ void segment_mean_fwd(const float* x, const std::int64_t* off, std::i
   y[s * d + c] = v + (beta == 0.0f ? 0.0f : beta * y[s * d + c]);
 }
 /// dx rows of segment s = dy[s] / |s| (+ beta dx).
-__global__ void segment_mean_bwd(const float* dy, const std::int64_t* off, std::int64_t d,
-                                 float* dx, float beta) {
+template <class F>
+__global__ void segment_mean_bwd(const F* dy, const std::int64_t* off, std::int64_t d, F* dx,
+                                 float beta) {
   const std::int64_t s = blockIdx.x,
                      c = blockIdx.y * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (c >= d) return;
@@ -126,27 +133,30 @@ __global__ void segment_mean_bwd(const float* dy, const std::int64_t* off, std::
     dx[r * d + c] = v + (beta == 0.0f ? 0.0f : beta * dx[r * d + c]);
 }
 /// y[i] = src[i] + tile[i % k].
-__global__ void add_tiled(float* y, const float* src, const float* tile, std::int64_t n,
-                          std::int64_t k) {
+template <class F>
+__global__ void add_tiled(F* y, const F* src, const F* tile, std::int64_t n, std::int64_t k) {
   const std::int64_t i = flat_index();
   if (i < n) y[i] = src[i] + tile[i % k];
 }
 /// p[i] = v.
-__global__ void fill(float* p, std::int64_t n, float v) {
+template <class F>
+__global__ void fill(F* p, std::int64_t n, float v) {
   const std::int64_t i = flat_index();
   if (i < n) p[i] = v;
 }
 /// dst[i, :] = src[idx[i], :].
-__global__ void gather_rows(const float* src, const std::int64_t* idx, std::int64_t n,
-                            std::int64_t d, float* dst) {
+template <class F>
+__global__ void gather_rows(const F* src, const std::int64_t* idx, std::int64_t n, std::int64_t d,
+                            F* dst) {
   const std::int64_t i = flat_index();
   if (i >= n * d) return;
   const std::int64_t r = i / d, c = i % d;
   dst[i] = src[idx[r] * d + c];
 }
 /// dst[r, c] = sum_{j in [off[r], off[r+1])} src[idx[j], c], in order; grid (rows, col blocks).
-__global__ void sum_rows(const float* src, const std::int64_t* off, const std::int64_t* idx,
-                         std::int64_t d, float* dst) {
+template <class F>
+__global__ void sum_rows(const F* src, const std::int64_t* off, const std::int64_t* idx,
+                         std::int64_t d, F* dst) {
   const std::int64_t r = blockIdx.x,
                      c = blockIdx.y * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (c >= d) return;

@@ -1,0 +1,277 @@
+// examples/lmembed/train_command.hpp - `lmembed train` independent of the device: option
+// parsing, head construction, the loop with progress, loss.csv and checkpoints. cmd_train.cpp
+// runs it with train::DistributedTrainer (CPU, mpirun), cuda_train.cu with cuda::DeviceTrainer
+// (`--device cuda`, the nvcc-compiled part of the tool; see device.hpp), so both devices share
+// one command line, one loss.csv format and one checkpoint format.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <span>
+#include <sstream>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "command.hpp"
+#include "device.hpp"
+#include "lmembed/core/file.hpp"
+#include "lmembed/pooling/pooling.hpp"
+#include "lmembed/train/cache.hpp"
+#include "lmembed/train/trainer.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace lmembed::cli::train_command {
+
+namespace fs = std::filesystem;
+namespace train = lmembed::train;
+
+/// Seconds as 1h02m or 3m05s ("?" when unknown).
+inline std::string clock_text(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long long t = std::llround(s);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t / 60 % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
+  return buf;
+}
+
+/// loss.csv: rows up to `keep_steps` of an earlier run are kept (resume), the rest dropped.
+inline std::string csv_prefix(const fs::path& csv, std::int64_t keep_steps) {
+  std::string out = "step,loss,lr,grad_norm,texts,seconds\n";
+  if (keep_steps <= 0 || !fs::exists(csv)) return out;
+  std::istringstream in(lmembed::read_text_file(csv));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    if (comma == std::string::npos) break;
+    long long step = 0;
+    try {
+      step = std::stoll(line.substr(0, comma));
+    } catch (const std::exception&) {
+      break;
+    }
+    if (step > keep_steps) break;
+    out += line + "\n";
+  }
+  return out;
+}
+
+/// The training loop of `lmembed train` around any trainer (train::DistributedTrainer on the
+/// CPU, cuda::DeviceTrainer on the GPU): --resume, progress on stderr, loss.csv, checkpoints
+/// every --checkpoint-every steps, the head file at the end. `lead`: this process writes the
+/// files and the progress (rank 0 under mpirun).
+template <class Trainer, class Head>
+int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, const Args& a,
+               bool lead) {
+  const fs::path out = a.require("--out");
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  const fs::path ckpt_dir =
+      a.get("--resume")
+          ? fs::path(*a.get("--resume"))
+          : fs::path(a.get_or("--checkpoint-dir",
+                              (out.parent_path() / (out.stem().string() + ".ckpt")).string()));
+  const std::int64_t every =
+      a.get_int("--checkpoint-every", std::max<std::int64_t>(1, opt.steps / 10));
+  if (a.get("--resume")) {
+    trainer.load_checkpoint(ckpt_dir);
+    std::cerr << "lmembed train: resumed from " << ckpt_dir.string() << " at step "
+              << trainer.step_count() << "\n";
+  }
+  const fs::path csv = out.parent_path() / "loss.csv";
+  // Rewrite loss.csv up to the resumed step (a killed run may have logged steps it lost), then
+  // append a row per step. Only rank 0 writes files and progress.
+  if (lead)
+    lmembed::write_file_atomic(csv, std::string_view(csv_prefix(csv, trainer.step_count())));
+  std::ofstream log;
+  if (lead) log.open(csv, std::ios::app);
+  const bool tty = lead && ::isatty(2);
+  const std::int64_t start = trainer.step_count();
+  const std::int64_t log_every = std::max<std::int64_t>(1, opt.steps / 50);
+  const auto t0 = std::chrono::steady_clock::now();
+  double ema = std::nan("");
+  while (!trainer.done()) {
+    const train::StepStats st = trainer.step();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char row[256];
+    std::snprintf(row, sizeof row, "%lld,%.9g,%.9g,%.9g,%lld,%.3f\n", (long long)st.step, st.loss,
+                  st.lr, st.grad_norm, (long long)st.texts, secs);
+    if (!lead) {
+      if (st.step % every == 0 || trainer.done()) trainer.save_checkpoint(ckpt_dir);
+      continue;
+    }
+    log << row << std::flush;
+    ema = std::isnan(ema) ? st.loss : 0.9 * ema + 0.1 * st.loss;
+    const double rate = double(st.step - start) / std::max(secs, 1e-9);
+    const double eta = double(opt.steps - st.step) / rate;
+    if (tty) {
+      const int width = 30;
+      const int filled = int(double(width) * double(st.step) / double(opt.steps));
+      std::fprintf(stderr, "\r[%s%s] step %lld/%lld  loss %.4f  %.2f steps/s  ETA %s   ",
+                   std::string(std::size_t(filled), '=').c_str(),
+                   std::string(std::size_t(width - filled), ' ').c_str(), (long long)st.step,
+                   (long long)opt.steps, ema, rate, clock_text(eta).c_str());
+    } else if (st.step % log_every == 0 || st.step == opt.steps || st.step == start + 1) {
+      std::fprintf(stderr,
+                   "lmembed train: step %lld/%lld loss %.4f lr %.3g grad_norm %.3g "
+                   "%.2f steps/s ETA %s\n",
+                   (long long)st.step, (long long)opt.steps, st.loss, st.lr, st.grad_norm, rate,
+                   clock_text(eta).c_str());
+    }
+    if (st.step % every == 0 || trainer.done()) trainer.save_checkpoint(ckpt_dir);
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  if (!lead) return 0;
+  if constexpr (requires { trainer.sync_head(); }) trainer.sync_head();  // device -> CPU head
+  head.save(out);
+  std::cerr << "lmembed train: wrote " << out.string() << " (" << csv.string() << ", checkpoint "
+            << ckpt_dir.string() << ")\n";
+  return 0;
+}
+
+/// The options of `lmembed train` (parsed; usage_error on a bad one).
+inline Args parse_args(std::span<const std::string> argv) {
+  Args a(argv,
+         "usage: lmembed train --cache DIR --pooling latent|multi_layer|multi_layer_mean|\n"
+         "                     multi_layer_tokens|multi_layer_eos --out HEAD.safetensors\n"
+         "                     [--steps N] [--batch B] [--lr LR] [--warmup W] [--seed S]\n"
+         "                     [--latents N] [--heads N] [--head-dim N] [--ff-mult N]\n"
+         "                     [--weight-decay WD] [--clip C] [--scale S] [--symmetric]\n"
+         "                     [--no-hard-negatives] [--max-negatives K] [--chunk N]\n"
+         "                     [--threads N] [--checkpoint-every N] [--checkpoint-dir DIR]\n"
+         "                     [--resume DIR] [--device cpu|cuda]\n"
+         "Trains the pooling head on the cached states with InfoNCE (cosine x scale, every\n"
+         "positive of the batch and every hard negative), AdamW, linear warmup then decay.\n"
+         "  --steps 100 --batch 32 --lr 1e-4 --warmup 0 --seed 42 --weight-decay 0 --clip 1\n"
+         "  --scale 20 (temperature 0.05) --max-negatives 1 (hard negatives per example)\n"
+         "  --chunk 256  texts per head pass: larger batches are embedded and back-propagated\n"
+         "               chunk by chunk (GradCache) - every query still sees every candidate\n"
+         "  --latents/--heads/--head-dim/--ff-mult  head sizes (defaults: the head's own)\n"
+         "  --checkpoint-every N (default steps/10) into --checkpoint-dir (default\n"
+         "               OUT_STEM.ckpt beside --out); --resume DIR continues from DIR.\n"
+         "  --threads N  same seed and thread count give bitwise-identical runs\n"
+         "  --device cuda  train on the GPU (same batches, loss, optimizer and checkpoint\n"
+         "               files as on the CPU; a run resumes on either device)\n"
+         "Writes the head to --out and loss.csv beside it. --steps 0 writes the initialized,\n"
+         "untrained head (seeded by --seed and --init-seed): a baseline to evaluate against.");
+  a.option("--cache")
+      .option("--pooling")
+      .option("--out")
+      .option("--steps")
+      .option("--batch")
+      .option("--lr")
+      .option("--warmup")
+      .option("--seed")
+      .option("--latents")
+      .option("--heads")
+      .option("--head-dim")
+      .option("--ff-mult")
+      .option("--weight-decay")
+      .option("--clip")
+      .option("--scale")
+      .option("--max-negatives")
+      .option("--chunk")
+      .option("--threads")
+      .option("--checkpoint-every")
+      .option("--checkpoint-dir")
+      .option("--resume")
+      .option("--init-seed")
+      .option("--device")
+      .flag("--symmetric")
+      .flag("--no-hard-negatives");
+  a.parse();
+  return a;
+}
+
+/// The device `lmembed train` was asked to run on (--device, default cpu).
+inline Device device_of(const Args& a) {
+  return parse_device(a.get_or("--device", "cpu"));
+}
+
+/// Runs `lmembed train`: options, cache, head (initialized from --seed / --init-seed); --steps 0
+/// writes the untrained head; otherwise returns run_head(head, cache, options, args), a generic
+/// callable that trains the head (LatentHead<float> or MultiLayerHead<float>) with train_loop.
+template <class RunHead>
+int run(std::span<const std::string> argv, RunHead&& run_head) {
+  const Args a = parse_args(argv);
+  if (a.help()) {
+    std::cout << a.usage() << "\n";
+    return 0;
+  }
+  const auto cache = train::Cache::open(a.require("--cache"));
+  const std::string pooling = a.require("--pooling");
+  a.require("--out");
+
+  train::TrainOptions opt;
+  opt.steps = a.get_int("--steps", 100);
+  opt.batch = a.get_int("--batch", 32);
+  opt.lr = a.get_double("--lr", 1e-4);
+  opt.warmup = a.get_int("--warmup", 0);
+  opt.seed = static_cast<std::uint64_t>(a.get_int("--seed", 42));
+  opt.clip = a.get_double("--clip", 1.0);
+  opt.max_negatives = a.get_int("--max-negatives", 1);
+  opt.chunk = a.get_int("--chunk", 256);
+  opt.loss.scale = a.get_double("--scale", 20.0);
+  opt.loss.symmetric = a.has("--symmetric");
+  opt.loss.hard_negatives = !a.has("--no-hard-negatives");
+  opt.adamw.weight_decay = a.get_double("--weight-decay", 0.0);
+  if (opt.steps < 0 || opt.batch < 1 || opt.lr <= 0 || opt.warmup < 0 || opt.chunk < 0)
+    throw usage_error("--batch, --lr must be positive; --steps, --warmup, --chunk >= 0");
+  const int threads = static_cast<int>(a.get_int("--threads", 0));
+  if (threads > 0) {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    Eigen::setNbThreads(threads);
+  }
+  // --steps 0: the initialized, untrained head (a baseline for evaluation).
+  auto finish = [&](auto& head) -> int {
+    if (opt.steps == 0) {
+      const fs::path out = a.require("--out");
+      if (out.has_parent_path()) fs::create_directories(out.parent_path());
+      head.save(out);
+      std::cerr << "lmembed train: --steps 0: wrote the untrained head to " << out.string() << "\n";
+      return 0;
+    }
+    return run_head(head, cache, opt, a);
+  };
+  const std::uint64_t init_seed =
+      static_cast<std::uint64_t>(a.get_int("--init-seed", 0)) ^ opt.seed;
+  const std::int64_t d = cache.d();
+  auto sizes = [&](auto& c) {
+    if (a.has("--heads")) c.heads = a.get_int("--heads", c.heads);
+    c.head_dim = a.has("--head-dim") ? a.get_int("--head-dim", 0) : (d + c.heads - 1) / c.heads;
+    if (a.has("--latents")) c.n_latents = a.get_int("--latents", c.n_latents);
+  };
+  if (pooling == "latent") {
+    auto c = lmembed::pooling::LatentHead<float>::Config::defaults(d);
+    sizes(c);
+    c.mlp_mult = a.get_int("--ff-mult", c.mlp_mult);
+    lmembed::pooling::LatentHead<float> head(c);
+    head.init(init_seed);
+    return finish(head);
+  }
+  const auto input = lmembed::pooling::parse_multi_layer_input(pooling);
+  auto c = lmembed::pooling::MultiLayerHead<float>::Config::defaults(d, cache.n_layers(), input);
+  sizes(c);
+  c.ff_mult = a.get_int("--ff-mult", c.ff_mult);
+  lmembed::pooling::MultiLayerHead<float> head(c);
+  head.init(init_seed);
+  return finish(head);
+}
+
+}  // namespace lmembed::cli::train_command
