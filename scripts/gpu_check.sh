@@ -9,9 +9,16 @@
 #   memcheck.log       compute-sanitizer --tool memcheck on the device tests
 #   racecheck.log      compute-sanitizer --tool racecheck on the kernel tests
 #   bench.txt/.json    bench/cuda/compare_transformers.py: lmembed vs transformers tokens/s
+#   head_host_test.log   cuda_head_host_test (the heads' device algorithm on the CPU, trainer)
+#   head_device_test.log cuda_head_device_test (+ .xml): DeviceOps vs HostOps, device heads vs
+#                      CPU heads, DeviceTrainer vs train::Trainer (100 steps), checkpoints
+#   head_memcheck.log  compute-sanitizer memcheck on the head and checkpoint tests
+#   bench_train.txt/.json  bench/cuda/compare_train_torch_cuda.py: multi_layer training
+#                      steps/s, lmembed vs PyTorch eager (qwen2-0.5b and mistral-7b sizes)
 #   summary.txt        one line per step: ok / FAILED / skipped, with seconds
 # Usage: OUT=/path scripts/gpu_check.sh   (env: ARCH=native|90|80..., BENCH_TEXTS=4096,
-#        SKIP_BUILD=1, SKIP_BENCH=1, SKIP_SANITIZER=1, JOBS, BUILD=build dir)
+#        SKIP_BUILD=1, SKIP_BENCH=1, SKIP_SANITIZER=1, SKIP_TRAIN_BENCH=1, TRAIN_STEPS=3,
+#        JOBS, BUILD=build dir)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_out}
@@ -51,8 +58,9 @@ build_cmake() {
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLMEMBED_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
     -DLMEMBED_BUILD_EXAMPLES=ON -DLMEMBED_MPI=OFF &&
-    cmake --build "$BUILD" -j "$JOBS" --target cuda_host_test cuda_device_test &&
-    { cmake --build "$BUILD" -j "$JOBS" --target cuda_backbone_bench || true; }
+    cmake --build "$BUILD" -j "$JOBS" --target cuda_host_test cuda_device_test \
+      cuda_head_host_test cuda_head_device_test &&
+    { cmake --build "$BUILD" -j "$JOBS" --target cuda_backbone_bench bench_train_cuda || true; }
 }
 build_nvcc() {  # the same three programs without CMake
   mkdir -p "$BUILD/tests" "$BUILD/bench"
@@ -68,6 +76,14 @@ build_nvcc() {  # the same three programs without CMake
     -o "$BUILD/tests/cuda_device_test" -lcublas -lgtest -lgtest_main -lgomp &
   "$NVCC" "${common[@]}" "${arch[@]}" bench/cuda/cuda_backbone_bench.cu \
     -o "$BUILD/bench/cuda_backbone_bench" -lcublas -lgomp &
+  g++ -std=c++20 -O2 -fopenmp -I"$ROOT/include" -isystem /usr/include/eigen3 \
+    "-DLMEMBED_DATA_DIR=\"$ROOT/data\"" "-DLMEMBED_BINARY_DIR=\"$BUILD\"" \
+    tests/cuda/cuda_head_host_test.cpp -o "$BUILD/tests/cuda_head_host_test" \
+    -lgtest -lgtest_main -lpthread &
+  "$NVCC" "${common[@]}" "${arch[@]}" -I"$ROOT/tests/cuda" tests/cuda/cuda_head_device_test.cu \
+    -o "$BUILD/tests/cuda_head_device_test" -lcublas -lgtest -lgtest_main -lgomp &
+  "$NVCC" "${common[@]}" "${arch[@]}" bench/cuda/bench_train_cuda.cu \
+    -o "$BUILD/bench/bench_train_cuda" -lcublas -lgomp &
   local ok=0
   for j in $(jobs -p); do wait "$j" || ok=1; done
   return $ok
@@ -82,11 +98,19 @@ fi
 HOST_T="$BUILD/tests/cuda_host_test"
 DEV_T="$BUILD/tests/cuda_device_test"
 BENCH="$BUILD/bench/cuda_backbone_bench"
+HEAD_HOST_T="$BUILD/tests/cuda_head_host_test"
+HEAD_DEV_T="$BUILD/tests/cuda_head_device_test"
+TRAIN_BENCH="$BUILD/bench/bench_train_cuda"
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 step host-test 120 host_test.log "$HOST_T"
 step device-test 300 device_test.log "$DEV_T" --gtest_output="xml:$OUT/device_test.xml"
 grep -E "^\[ value \]|SKIPPED|FAILED" "$OUT/device_test.log" | head -60 >>"$OUT/summary.txt"
+# The pooling heads and their trainer (issue 10's training half).
+step head-host 120 head_host_test.log "$HEAD_HOST_T"
+step head-device 300 head_device_test.log "$HEAD_DEV_T" \
+  --gtest_output="xml:$OUT/head_device_test.xml"
+grep -E "^\[ value \]|SKIPPED|FAILED" "$OUT/head_device_test.log" | head -40 >>"$OUT/summary.txt"
 
 if [ -z "${SKIP_SANITIZER:-}" ] && [ -n "$SAN" ]; then
   # memcheck over everything but the 2048-token CPU comparison (slow under the tool);
@@ -95,8 +119,10 @@ if [ -z "${SKIP_SANITIZER:-}" ] && [ -n "$SAN" ]; then
     "$DEV_T" --gtest_filter='-CudaBackbone.MatchesTheCpuBackboneOnMixedLengthsUpTo2048'
   step racecheck 300 racecheck.log "$SAN" --tool racecheck --error-exitcode 9 \
     "$DEV_T" --gtest_filter='CudaKernels.*:CudaAttention.*:CudaOptim.*:CudaRetrieval.*:CudaBackbone.GoldensStories260K'
+  step head-memcheck 300 head_memcheck.log "$SAN" --tool memcheck --error-exitcode 9 \
+    "$HEAD_DEV_T" --gtest_filter='CudaHeadOps.*:CudaHead.*:CudaTrain.CheckpointsResumeAcrossCpuAndGpu'
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log \
-    >>"$OUT/summary.txt" 2>/dev/null
+    "$OUT"/head_memcheck.log >>"$OUT/summary.txt" 2>/dev/null
 else
   echo "sanitizer    skipped (${SAN:-compute-sanitizer not found})" | tee -a "$OUT/summary.txt"
 fi
@@ -111,5 +137,14 @@ if [ -z "${SKIP_BENCH:-}" ] && [ -x "$BENCH" ]; then
     done >"$OUT/bench.txt" 2>&1
   fi
   tail -8 "$OUT/bench.txt" >>"$OUT/summary.txt"
+fi
+if [ -z "${SKIP_TRAIN_BENCH:-}" ] && [ -x "$TRAIN_BENCH" ]; then
+  step bench-train 420 bench_train.txt /usr/bin/python3 bench/cuda/compare_train_torch_cuda.py \
+    --bench "$TRAIN_BENCH" --steps "${TRAIN_STEPS:-3}" --out "$OUT/bench_train.json"
+  if [ $? -eq 77 ]; then  # no CUDA torch on this machine: lmembed alone
+    for s in qwen2-0.5b mistral-7b; do "$TRAIN_BENCH" --shape $s --steps "${TRAIN_STEPS:-3}"; done \
+      >"$OUT/bench_train.txt" 2>&1
+  fi
+  grep -E "ratio|steps_per_s" "$OUT/bench_train.txt" | tail -4 >>"$OUT/summary.txt"
 fi
 cat "$OUT/summary.txt"
