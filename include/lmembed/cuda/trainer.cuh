@@ -3,8 +3,7 @@
 // memory; only the batch plan, the loss value and the norm travel to the host.
 //
 // One step, as train::Trainer (trainer.hpp) step for step:
-//   1. the batch of the epoch permutation (train::epoch_order), its distinct texts, the hard
-//      negatives sampled with the same train::Rng draws;
+//   1. the next batch of train::BatchSampler (the one batch sequence of every trainer);
 //   2. every distinct text embedded chunk by chunk (cache chunks streamed to the executor:
 //      DeviceOps overlaps the upload of chunk i + 1 with the work on chunk i through
 //      cuda::stream_batches' pinned double buffers);
@@ -13,8 +12,9 @@
 //   4. the chunks again, forward then backward (GradCache); one chunk: no recomputation;
 //   5. gradient norm and torch's clip coefficient in executor memory, the fused AdamW step
 //      reading the coefficient there, and the learning rate of train::linear_schedule.
-// Checkpoints are train::Trainer's checkpoint.safetensors (same keys, same metadata through
-// train::checkpoint_identity), so a CPU run resumes an executor checkpoint and vice versa.
+// Checkpoints are train::write_checkpoint / read_checkpoint's checkpoint.safetensors (the AdamW
+// moments pass through a host train::AdamW), so a CPU run resumes an executor checkpoint and
+// vice versa.
 // ExecTrainer<Head, HostOps> runs everywhere and is tested against train::Trainer on the CPU;
 // cuda::DeviceTrainer<Head> (device_ops.cuh) is ExecTrainer<Head, DeviceOps>.
 #pragma once
@@ -26,12 +26,10 @@
 #include <map>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/cuda/heads.cuh"
-#include "lmembed/io/safetensors.hpp"
 #include "lmembed/train/cache.hpp"
 #include "lmembed/train/optim.hpp"
 #include "lmembed/train/random.hpp"
@@ -50,7 +48,7 @@ class ExecTrainer {
   using Buf = typename Ops::template Buf<T>;
 
   ExecTrainer(Ops& ops, Head& head, const train::Cache& cache, train::TrainOptions opt)
-      : ops_(ops), head_(head), cache_(cache), opt_(opt), eh_(ops, head), rng_(opt.seed) {
+      : ops_(ops), head_(head), cache_(cache), opt_(opt), eh_(ops, head), sampler_(cache, opt) {
     if (opt_.batch < 1) throw config_error("batch must be at least 1");
     if (opt_.steps < 1) throw config_error("steps must be at least 1");
     if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
@@ -64,7 +62,6 @@ class ExecTrainer {
     ops_.zero(m_.data(), eh_.plan().n);
     ops_.zero(v_.data(), eh_.plan().n);
     stats_.reserve(4);
-    new_epoch();
   }
 
   std::int64_t step_count() const { return step_; }
@@ -76,39 +73,12 @@ class ExecTrainer {
   /// One optimizer step on the next batch (train::Trainer::step's contract and results).
   train::StepStats step() {
     if (done()) throw config_error("training is already complete");
-    // 1. The batch and its distinct texts (as train::Trainer: same order, same Rng draws).
-    std::vector<std::int64_t> ex;
-    for (std::int64_t b = 0; b < opt_.batch; ++b) {
-      if (cursor_ >= std::int64_t(order_.size())) {
-        ++epoch_;
-        new_epoch();
-      }
-      ex.push_back(order_[std::size_t(cursor_++)]);
-    }
-    std::vector<std::int64_t> uniq, qi, pi, ni;
-    std::unordered_map<std::int64_t, std::int64_t> row_of;
-    auto row = [&](std::int64_t text) {
-      auto [it, fresh] = row_of.try_emplace(text, std::int64_t(uniq.size()));
-      if (fresh) uniq.push_back(text);
-      return it->second;
-    };
-    const auto& examples = cache_.dataset().examples;
-    for (auto e : ex) {
-      const train::CacheExample& c = examples[std::size_t(e)];
-      qi.push_back(row(c.query));
-      pi.push_back(row(c.positive));
-      if (!opt_.loss.hard_negatives || opt_.max_negatives <= 0 || c.negatives.empty()) continue;
-      if (std::int64_t(c.negatives.size()) <= opt_.max_negatives) {
-        for (auto n : c.negatives) ni.push_back(row(n));
-      } else {
-        std::vector<std::int64_t> pick = c.negatives;
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          std::swap(pick[std::size_t(k)],
-                    pick[std::size_t(k + std::int64_t(rng_.below(pick.size() - std::size_t(k))))]);
-        for (std::int64_t k = 0; k < opt_.max_negatives; ++k)
-          ni.push_back(row(pick[std::size_t(k)]));
-      }
-    }
+    // 1. The batch and its distinct texts (train::BatchSampler: train::Trainer's sequence).
+    const train::BatchPlan batch = sampler_.next();
+    const std::vector<std::int64_t>& uniq = batch.texts;
+    const std::vector<std::int64_t>& qi = batch.queries;
+    const std::vector<std::int64_t>& pi = batch.positives;
+    const std::vector<std::int64_t>& ni = batch.negatives;
     const std::int64_t n = std::int64_t(uniq.size()), D = eh_.dims().d;
     const std::int64_t B = std::int64_t(qi.size()), N = std::int64_t(ni.size());
     const std::int64_t chunk = opt_.chunk > 0 ? std::min(opt_.chunk, n) : n;
@@ -209,88 +179,35 @@ class ExecTrainer {
   /// Copies the trained parameters into the CPU head (then head.save() writes the head file).
   void sync_head() { eh_.download_to(head_); }
 
-  /// train::Trainer::save_checkpoint's file: `dir`/checkpoint.safetensors, atomically.
+  /// train::Trainer::save_checkpoint's file (train::write_checkpoint): `dir`/
+  /// checkpoint.safetensors, atomically.
   void save_checkpoint(const std::filesystem::path& dir) {
-    std::filesystem::create_directories(dir);
     sync_head();
-    const ParamPlan& plan = eh_.plan();
-    std::vector<float> m(std::size_t(plan.n)), v(std::size_t(plan.n));
-    ops_.download(m.data(), m_.data(), m.size());
-    ops_.download(v.data(), v_.data(), v.size());
-    ops_.sync();
-    io::SafetensorsWriter w;
-    auto ps = head_.parameters();
-    for (std::size_t k = 0; k < ps.size(); ++k) {
-      const nn::Param<float>& p = *ps[k];
-      w.add("param." + p.name, p.value, p.shape);
-      const std::size_t at = std::size_t(plan.slots[k].offset), cnt = std::size_t(p.numel());
-      auto bytes = [&](const std::vector<float>& a) {
-        return std::as_bytes(std::span<const float>(a.data() + at, cnt));
-      };
-      // train::Trainer writes the moments as [rows, cols] matrices (1-D: [1, n]); so do we.
-      const Shape ms{p.value.rows(), p.value.cols()};
-      w.add("adamw.m." + p.name, io::DType::f32, ms, bytes(m));
-      w.add("adamw.v." + p.name, io::DType::f32, ms, bytes(v));
-    }
-    for (const auto& [k, val] : train::checkpoint_identity(head_, opt_, cache_))
-      w.set_metadata(k, val);
-    w.set_metadata("step", std::to_string(step_));
-    w.set_metadata("epoch", std::to_string(epoch_));
-    w.set_metadata("cursor", std::to_string(cursor_));
-    w.set_metadata("rng", rng_.state());
-    w.write(dir / "checkpoint.safetensors");
+    train::AdamW<nn::Param<float>> carrier(head_.parameters(), opt_.adamw);
+    carrier.load_state(download_moments(), step_);
+    train::write_checkpoint(dir, carrier, train::checkpoint_identity(head_, opt_, cache_),
+                            sampler_.position(step_));
   }
 
-  /// Restores a checkpoint of train::Trainer or of this trainer with the same head
-  /// configuration, cache and options (config_error naming the first difference).
+  /// Restores a checkpoint of train::Trainer (or DistributedTrainer, or this trainer) with the
+  /// same head configuration, cache and options (train::read_checkpoint: config_error naming
+  /// the first difference).
   void load_checkpoint(const std::filesystem::path& dir) {
-    const auto file = dir / "checkpoint.safetensors";
-    if (!std::filesystem::exists(file))
-      throw config_error(dir.string() + " holds no checkpoint.safetensors");
-    const auto f = io::SafetensorsFile::open(file);
-    const auto& meta = f.metadata();
-    for (const auto& [k, val] : train::checkpoint_identity(head_, opt_, cache_)) {
-      auto it = meta.find(k);
-      if (it == meta.end() || it->second != val)
-        throw config_error(file.string() + ": '" + k + "' is " +
-                           (it == meta.end() ? std::string("absent") : "'" + it->second + "'") +
-                           ", this run has '" + val + "' (resume with the same cache and options)");
-    }
-    auto meta_int = [&](const std::string& k) -> std::int64_t {
-      auto it = meta.find(k);
-      if (it == meta.end()) throw config_error(file.string() + ": metadata lacks '" + k + "'");
-      try {
-        return std::stoll(it->second);
-      } catch (const std::exception&) {
-        throw config_error(file.string() + ": metadata '" + k + "' is not an integer");
-      }
-    };
-    const ParamPlan& plan = eh_.plan();
-    std::vector<float> m(std::size_t(plan.n)), v(std::size_t(plan.n));
-    auto read = [&](const std::string& name, float* dst, std::int64_t count) {
-      const io::TensorView& t = f.tensor(name);
-      if (t.dtype != io::DType::f32 || t.numel() != count)
-        throw shape_error(file.string() + ": tensor '" + name + "' is " + io::to_string(t.dtype) +
-                          " " + to_string(t.shape) + ", expected F32 with " +
-                          std::to_string(count) + " values");
-      std::memcpy(dst, t.data.data(), t.data.size());
-    };
-    auto ps = head_.parameters();
-    for (std::size_t k = 0; k < ps.size(); ++k) {
-      nn::Param<float>& p = *ps[k];
-      read("param." + p.name, p.value.data(), p.numel());
-      read("adamw.m." + p.name, m.data() + plan.slots[k].offset, p.numel());
-      read("adamw.v." + p.name, v.data() + plan.slots[k].offset, p.numel());
-    }
+    train::AdamW<nn::Param<float>> carrier(head_.parameters(), opt_.adamw);
+    const train::TrainPosition pos =
+        train::read_checkpoint(dir, carrier, train::checkpoint_identity(head_, opt_, cache_));
     eh_.upload_from(head_);
-    ops_.upload(m_.data(), m.data(), m.size());
-    ops_.upload(v_.data(), v.data(), v.size());
-    step_ = meta_int("step");
-    epoch_ = meta_int("epoch");
-    new_epoch();
-    cursor_ = meta_int("cursor");
-    rng_.set_state(meta.at("rng"));
+    const ParamPlan& plan = eh_.plan();
+    const auto st = carrier.state();
+    for (const ParamSlot& slot : plan.slots) {
+      const Matrix& m = st.at("adamw.m." + slot.name);
+      const Matrix& v = st.at("adamw.v." + slot.name);
+      ops_.upload(m_.data() + slot.offset, m.data(), std::size_t(slot.numel));
+      ops_.upload(v_.data() + slot.offset, v.data(), std::size_t(slot.numel));
+    }
     ops_.sync();
+    step_ = pos.step;
+    sampler_.restore(pos);
   }
 
  private:
@@ -303,9 +220,20 @@ class ExecTrainer {
     ops_.sum_rows(dqc_.data(), sum_off_.data(), sum_idx_.data(), n, D, demb_.data());
   }
 
-  void new_epoch() {
-    order_ = train::epoch_order(cache_.dataset().examples.size(), opt_.seed, epoch_);
-    cursor_ = 0;
+  /// The AdamW moments as train::AdamW::state() names them ("adamw.m.<name>", [rows, cols]).
+  std::map<std::string, Matrix> download_moments() {
+    std::map<std::string, Matrix> st;
+    auto ps = head_.parameters();
+    for (std::size_t k = 0; k < ps.size(); ++k) {
+      const std::int64_t at = eh_.plan().slots[k].offset;
+      Matrix m(ps[k]->value.rows(), ps[k]->value.cols()), v(m.rows(), m.cols());
+      ops_.download(m.data(), m_.data() + at, std::size_t(m.size()));
+      ops_.download(v.data(), v_.data() + at, std::size_t(v.size()));
+      st["adamw.m." + ps[k]->name] = std::move(m);
+      st["adamw.v." + ps[k]->name] = std::move(v);
+    }
+    ops_.sync();
+    return st;
   }
 
   Ops& ops_;
@@ -316,9 +244,8 @@ class ExecTrainer {
   typename ExecHead<Head, Ops>::Context ctx_;
   Buf<float> m_, v_, emb_, demb_, qc_, dqc_, stats_;  ///< stats_: loss, norm, clip coefficient
   Buf<std::int64_t> take_, sum_off_, sum_idx_;
-  train::Rng rng_;
-  std::int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
-  std::vector<std::int64_t> order_;
+  train::BatchSampler sampler_;
+  std::int64_t step_ = 0;
 };
 
 }  // namespace lmembed::cuda
