@@ -11,15 +11,16 @@ On a GPU:     embed --device cuda equals --device cpu (<= 1e-4 relative per row;
               with texts, tiny-qwen2 with token ids; causal/bidirectional, eos/mean);
               eval --device cuda on precomputed coarse embeddings (many exact score ties)
               gives the CPU's retrieval metrics and per-query scores exactly (the GPU top-k,
-              ties in trec_eval's order); eval --model --device cuda runs the backbone on the
-              GPU and lands within 0.02 of the CPU's scores (embeddings differ by <= 1e-4, so
-              near-tied rankings may swap).
+              ties in trec_eval's order); eval --model --device cuda (backbone on the GPU too):
+              STS-B Spearman within 1e-3 of the CPU's, at most 2% of the
+              retrieval queries' nDCG@10 changed (near-tied scores may swap).
 """
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import zlib
 
 try:
     import numpy as np
@@ -120,24 +121,30 @@ for att in ("causal", "bidirectional"):
             assert e <= 1e-4, (tag, e)
 print(f"embed: worst relative row difference {worst:.2e} (<= 1e-4)")
 
-# eval: precomputed coarse embeddings (+-0.5 in 4 of 16 dims: unit norm and exact scores in
+# eval: precomputed coarse embeddings (+-0.25 in 16 of 64 dims: unit norm and exact scores in
 # any summation order), so the GPU top-k must give exactly the CPU's ranking, ties included.
-common = ["--tasks", "snli-retrieval", "--max-examples", "300", "--data-dir", DATA, "--quiet"]
+# The 16 dims are the largest of a hashed bag-of-words projection, so that queries find their
+# documents (metrics well above 0) among many exactly tied scores.
+common = ["--max-examples", "300", "--data-dir", DATA, "--quiet"]
 texts_jsonl = os.path.join(tmp, "texts.jsonl")
-run(["eval", "--dump-texts", texts_jsonl] + common)
+run(["eval", "--dump-texts", texts_jsonl, "--tasks", "snli-retrieval"] + common)
 recs = [json.loads(l) for l in open(texts_jsonl)]
-rng = np.random.default_rng(7)
-E = np.zeros((len(recs), 16), np.float32)
-for i in range(len(recs)):
-    cols = rng.choice(16, size=4, replace=False)
-    E[i, cols] = rng.choice([-0.5, 0.5], size=4)
+proj = np.random.default_rng(7).normal(size=(4096, 64))
+E = np.zeros((len(recs), 64), np.float32)
+for i, rec in enumerate(recs):
+    v = np.zeros(4096)
+    for w in rec["text"].lower().split():
+        v[zlib.crc32(w.strip(".,!?").encode()) % 4096] += 1
+    p = v @ proj
+    cols = np.argsort(-np.abs(p), kind="stable")[:16]
+    E[i, cols] = np.where(p[cols] >= 0, 0.25, -0.25)
 npy = os.path.join(tmp, "coarse.npy")
 np.save(npy, E)
 
 
-def eval_json(device, args, name):
+def eval_json(device, args, name, tasks="snli-retrieval"):
     out = os.path.join(tmp, name)
-    run(["eval"] + args + ["--output", out, "--device", device] + common)
+    run(["eval"] + args + ["--output", out, "--device", device, "--tasks", tasks] + common)
     return json.load(open(out))["records"]
 
 
@@ -146,13 +153,26 @@ gpu = eval_json("cuda", ["--embeddings", npy, "--texts", texts_jsonl], "eval-cud
 assert len(cpu) == len(gpu) == 1
 assert cpu[0]["metrics"] == gpu[0]["metrics"], (cpu[0]["metrics"], gpu[0]["metrics"])
 assert cpu[0]["per_example"] == gpu[0]["per_example"]
+# Relevant documents are found (CPU: nDCG@10 0.072), among thousands of exact ties per query.
+assert cpu[0]["metrics"]["ndcg_at_10"] > 0.03, cpu[0]["metrics"]
 print("eval (precomputed, ties): GPU metrics equal the CPU's exactly:", gpu[0]["metrics"])
 
+# eval --model: the backbone on the GPU too. Embeddings differ by <= 1e-4, so STS's Spearman
+# moves by little more than that, and a retrieval query can change only where two documents'
+# scores nearly tie.
 model_args = ["--model", STORIES, "--attention", "causal", "--pooling", "mean", "--threads", "2"]
-cpu = eval_json("cpu", model_args, "model-cpu.json")
-gpu = eval_json("cuda", model_args, "model-cuda.json")
+cpu = eval_json("cpu", model_args, "model-cpu.json", "sts-b,snli-retrieval")
+gpu = eval_json("cuda", model_args, "model-cuda.json", "sts-b,snli-retrieval")
+assert len(cpu) == len(gpu) == 2
 for c, g in zip(cpu, gpu):
+    assert c["task"] == g["task"]
     d = abs(c["value"] - g["value"])
-    print(f"eval --model {c['task']}: cpu {c['value']:.6f} cuda {g['value']:.6f} diff {d:.2e}")
-    assert d <= 0.02, (c["task"], c["value"], g["value"])
+    pc, pg = np.array(c["per_example"]), np.array(g["per_example"])
+    changed = int(np.sum(pc != pg))
+    print(f"eval --model {c['task']}: {c['metric']} cpu {c['value']:.6f} cuda {g['value']:.6f} "
+          f"diff {d:.2e}; per-example values changed: {changed} of {len(pc)}")
+    if c["task"] == "sts-b":
+        assert d <= 1e-3, (c["value"], g["value"])  # per-example terms are ranks: may swap
+    else:
+        assert changed <= 0.02 * len(pc), changed
 print("ok")
