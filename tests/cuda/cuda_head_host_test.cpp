@@ -119,6 +119,34 @@ void check_head(Head& head, const Captured& in, const char* what, bool one_key =
   for (std::size_t k = 0; k < ps.size(); ++k) EXPECT_EQ(po[k]->value, ps[k]->value) << ps[k]->name;
 }
 
+TEST(CudaHeadHost, CublasArgumentsOfRowMajorGemmMatchHostOpsAndEigen) {
+  // DeviceOps::gemm hands rowmajor_gemm_args to cuBLAS with B first; plan.cuh's column-major
+  // reference (cuBLAS's documented semantics) on those arguments must give the row-major
+  // product, for every transpose and with padded leading dimensions (the attention's
+  // per-head column blocks).
+  const std::int64_t M = 7, N = 5, K = 9, pad = 3;
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    const std::int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    const Matrix A = randn(ta ? K : M, lda, 1), B = randn(tb ? N : K, ldb, 2);
+    const Matrix C0 = randn(M, ldc, 3);
+    Matrix opA = ta ? Matrix(A.leftCols(M).transpose()) : Matrix(A.leftCols(K));
+    Matrix opB = tb ? Matrix(B.leftCols(K).transpose()) : Matrix(B.leftCols(N));
+    Matrix want = C0;
+    want.leftCols(N) = 0.5f * opA * opB + 2.0f * C0.leftCols(N);
+    Matrix viaBlas = C0, viaHost = C0;
+    gemm_colmajor_reference(rowmajor_gemm_args(ta, tb, M, N, K, lda, ldb, ldc), 0.5f, B.data(),
+                            A.data(), 2.0f, viaBlas.data());
+    HostOps().gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, 0, B.data(), ldb, 0, 2.0f, viaHost.data(),
+                   ldc, 0);
+    EXPECT_LE(rel(viaBlas, want), 1e-6) << "ta " << ta << " tb " << tb;
+    EXPECT_LE(rel(viaHost, want), 1e-6) << "ta " << ta << " tb " << tb;
+    EXPECT_EQ(viaBlas.rightCols(pad), C0.rightCols(pad));  // padding untouched
+  }
+  EXPECT_THROW(rowmajor_gemm_args(false, false, 0, 1, 1, 1, 1, 1), shape_error);
+  EXPECT_THROW(rowmajor_gemm_args(false, false, 1, std::int64_t(1) << 31, 1, 1, 1, 1), shape_error);
+}
+
 TEST(CudaHeadHost, LatentMatchesCpuHeadWithVariableTokenCounts) {
   LatentHead<float>::Config c;
   c.d = 12;

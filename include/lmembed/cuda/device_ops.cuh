@@ -224,14 +224,15 @@ class DeviceOps {
         for (std::int64_t i = 0; i < M; ++i) scale_row(C + b * sC + i * ldc, N, beta);
       return;
     }
-    for (std::int64_t v : {M, N, K, lda, ldb, ldc, batch})
-      if (v > INT_MAX)
-        throw shape_error("cuda gemm: size " + std::to_string(v) + " exceeds cuBLAS's int range");
+    if (batch > INT_MAX)
+      throw shape_error("cuda gemm: batch " + std::to_string(batch) +
+                        " exceeds cuBLAS's int range");
+    const GemmArgs g = rowmajor_gemm_args(ta, tb, M, N, K, lda, ldb, ldc);
     LMEMBED_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        blas_.get(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M),
-        int(K), &alpha, B, CUDA_R_32F, int(ldb), static_cast<long long>(sB), A, CUDA_R_32F,
-        int(lda), static_cast<long long>(sA), &beta, C, CUDA_R_32F, int(ldc),
-        static_cast<long long>(sC), int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        blas_.get(), g.transa ? CUBLAS_OP_T : CUBLAS_OP_N, g.transb ? CUBLAS_OP_T : CUBLAS_OP_N,
+        g.m, g.n, g.k, &alpha, B, CUDA_R_32F, g.lda, static_cast<long long>(sB), A, CUDA_R_32F,
+        g.ldb, static_cast<long long>(sA), &beta, C, CUDA_R_32F, g.ldc, static_cast<long long>(sC),
+        int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
   /// y = beta y + sum over rows of x [rows, cols]: a GEMV with a ones vector (deterministic).
   void colsum(const float* x, std::int64_t rows, std::int64_t cols, float* y, float beta) {

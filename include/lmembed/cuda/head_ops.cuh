@@ -65,6 +65,30 @@ LMEMBED_HD void geglu_grads(float value, float gate, float dy, float& d_value, f
 /// LayerNorm's epsilon in every head (PyTorch's default).
 inline constexpr float head_ln_eps = 1e-5f;
 
+/// cuBLAS arguments for the row-major product C[M,N] = op(A) op(B) with op(A) [M, K] (A stored
+/// [K, M] when ta) and op(B) [K, N] (B stored [N, K] when tb), row strides lda, ldb, ldc.
+/// cuBLAS is column-major, where the row-major C is C^T = op(B)^T op(A)^T: so B is cuBLAS's
+/// first operand (transposed when tb), A its second (transposed when ta), m = N, n = M.
+/// shape_error when a size exceeds cuBLAS's int range. (DeviceOps::gemm calls cuBLAS with these;
+/// the CPU tests check them with plan.cuh's column-major reference.)
+inline GemmArgs rowmajor_gemm_args(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K,
+                                   std::int64_t lda, std::int64_t ldb, std::int64_t ldc) {
+  for (std::int64_t v : {M, N, K, lda, ldb, ldc})
+    if (v <= 0 || v > 0x7fffffff)
+      throw shape_error("cuda gemm: size " + std::to_string(v) +
+                        " is empty or exceeds cuBLAS's int range");
+  GemmArgs g;
+  g.transa = tb;
+  g.transb = ta;
+  g.m = int(N);
+  g.n = int(M);
+  g.k = int(K);
+  g.lda = int(ldb);
+  g.ldb = int(lda);
+  g.ldc = int(ldc);
+  return g;
+}
+
 // ---- the host executor --------------------------------------------------------------------
 
 /// Host memory with DeviceBuffer's interface (reserve only grows; contents undefined after).
