@@ -13,6 +13,8 @@
 #   head_device_test.log cuda_head_device_test (+ .xml): DeviceOps vs HostOps, device heads vs
 #                      CPU heads, DeviceTrainer vs train::Trainer (100 steps), checkpoints
 #   head_memcheck.log  compute-sanitizer memcheck on the head and checkpoint tests
+#   cli_device.log     ctest -R cuda_cli: lmembed embed|eval|train --device cuda vs cpu
+#                      (CMake build only, built after the unit tests; SKIP_CLI=1 skips it)
 #   bench_train.txt/.json  bench/cuda/compare_train_torch_cuda.py: multi_layer training
 #                      steps/s, lmembed vs PyTorch eager (qwen2-0.5b and mistral-7b sizes)
 #   summary.txt        one line per step: ok / FAILED / skipped, with seconds
@@ -111,6 +113,15 @@ step head-host 120 head_host_test.log "$HEAD_HOST_T"
 step head-device 300 head_device_test.log "$HEAD_DEV_T" \
   --gtest_output="xml:$OUT/head_device_test.xml"
 grep -E "^\[ value \]|SKIPPED|FAILED" "$OUT/head_device_test.log" | head -40 >>"$OUT/summary.txt"
+# The CLI's --device cuda end to end (python tests): built here, after the unit tests, so a
+# slow or failing CLI build costs nothing above.
+if [ -z "${SKIP_CLI:-}" ] && [ -f "$BUILD/CMakeCache.txt" ]; then
+  step build-cli 300 build_cli.log cmake --build "$BUILD" -j "$JOBS" --target lmembed_cli
+fi
+if [ -z "${SKIP_CLI:-}" ] && [ -x "$BUILD/bin/lmembed" ]; then
+  step cli-device 400 cli_device.log ctest --test-dir "$BUILD" -R cuda_cli --output-on-failure
+  grep -E "value|Passed|Failed|Skipped|\*\*\*" "$OUT/cli_device.log" | head -20 >>"$OUT/summary.txt"
+fi
 
 if [ -z "${SKIP_SANITIZER:-}" ] && [ -n "$SAN" ]; then
   # memcheck over everything but the 2048-token CPU comparison (slow under the tool);
