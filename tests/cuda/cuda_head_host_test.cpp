@@ -188,6 +188,10 @@ TEST(CudaHeadHost, ShapeErrorsAreReported) {
   ExecHead<MultiLayerHead<float>, HostOps>::Context ctx;
   const Captured wrong = make_input(pooling::multi_layer::capture, 2, 2, 8, 1);  // 2 layers, not 3
   EXPECT_THROW(eh.forward(wrong, ctx), shape_error);
+  const Captured narrow = make_input(pooling::multi_layer::capture, 2, 3, 6, 1);  // d 6, not 8
+  EXPECT_THROW(eh.forward(narrow, ctx), shape_error);
+  const Captured tokens = make_input(pooling::latent::capture, 2, 1, 8, 1);  // another capture
+  EXPECT_THROW(eh.forward(tokens, ctx), shape_error);
   const Captured ok = make_input(pooling::multi_layer::capture, 2, 3, 8, 1);
   eh.forward(ok, ctx);
   EXPECT_THROW(eh.backward(Matrix::Zero(3, 8), ctx), shape_error);

@@ -273,7 +273,8 @@ class ExecHead {
   using Context = HeadContext<Ops>;
 
   /// Plans the arenas from head.parameters() and uploads the values (gradients zeroed).
-  ExecHead(Ops& ops, Head& head) : ops_(ops), dims_(head_dims(head)) {
+  ExecHead(Ops& ops, Head& head)
+      : ops_(ops), dims_(head_dims(head)), capture_(head.capture()), name_(head.name()) {
     std::vector<ParamSlot> slots;
     for (const nn::Param<float>* p : head.parameters())
       slots.push_back(ParamSlot{p->name, p->numel(), p->decay, 0});
@@ -385,6 +386,7 @@ class ExecHead {
   /// The rows and offsets the head reads from `in` (pooled tokens gathered, as the CPU head);
   /// `src` receives each row's index in in.states (for scattering d_in back).
   ChunkInput prepare(const CapturedT<float>& in, Matrix& rows, std::vector<std::int64_t>& src) {
+    pooling::detail::check_input(in, capture_, dims_.d, name_.c_str());
     ChunkInput ci;
     const std::int64_t per = rows_per_text();
     if (per == 0) {
@@ -582,6 +584,8 @@ class ExecHead {
 
   Ops& ops_;
   HeadDims dims_;
+  CaptureSpec capture_;  ///< what the head consumes (checked by the host-side API)
+  std::string name_;
   ParamPlan plan_;
   HeadSlots slots_;
   Buf<float> values_, grads_;
