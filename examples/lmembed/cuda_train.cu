@@ -17,15 +17,7 @@
 #include "device.hpp"
 #include "train_command.hpp"
 
-// kernels.cuh, optim.cuh and retrieval.cuh define some non-template __global__ functions in
-// headers; cuda_device.cu, linked into the same tool, includes them too, so their host stubs
-// would be defined twice. Until those kernels get internal linkage (static) or become
-// templates there, this TU gives its copies internal linkage (system headers above keep theirs).
-#pragma push_macro("__global__")
-#undef __global__
-#define __global__ static __location__(global)
 #include "lmembed/cuda/device_ops.cuh"
-#pragma pop_macro("__global__")
 
 namespace {
 

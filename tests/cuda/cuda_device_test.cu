@@ -156,7 +156,7 @@ TEST(CudaKernels, NormsActivationsAndRowOpsMatchTheHostMath) {
   {
     const auto y = to_host(dy, rows * d / 2);
     for (std::int64_t j = 0; j < d / 2; ++j)
-      EXPECT_NEAR(y[j], gelu(x[j]) * x[d / 2 + j], 1e-5 * (1 + std::abs(y[j])));
+      EXPECT_NEAR(y[j], x[j] * gelu(x[d / 2 + j]), 1e-5 * (1 + std::abs(y[j])));
   }
   dy.upload(std::span<const float>(x));
   launch_gelu(dy.data(), rows * d, nullptr);

@@ -85,7 +85,7 @@ __global__ void rmsnorm(const float* x, const float* w, float* y, std::int64_t d
 
 /// Adds the Q/K/V biases (when given) and rotates Q and K heads in place, for one token per
 /// block. qkv rows are [Q heads | K heads | V heads], rope holds (cos, sin) per (pos, pair).
-__global__ void qkv_bias_rope(float* qkv, const float* bias, const std::int32_t* positions,
+LMEMBED_KERNEL void qkv_bias_rope(float* qkv, const float* bias, const std::int32_t* positions,
                               const float* rope, int n_heads, int n_kv_heads, int head_dim,
                               RopeForm form) {
   const std::int64_t t = blockIdx.x;
@@ -114,35 +114,36 @@ __global__ void qkv_bias_rope(float* qkv, const float* bias, const std::int32_t*
 }
 
 /// out[t, j] = silu(gu[t, j]) * gu[t, d_ff + j]: SwiGLU over the fused gate|up projection.
-__global__ void swiglu(const float* gu, float* out, std::int64_t n_tokens, std::int64_t d_ff) {
+LMEMBED_KERNEL void swiglu(const float* gu, float* out, std::int64_t n_tokens, std::int64_t d_ff) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n_tokens * d_ff) return;
   const std::int64_t t = i / d_ff, j = i % d_ff;
   out[i] = silu(gu[t * 2 * d_ff + j]) * gu[t * 2 * d_ff + d_ff + j];
 }
 
-/// out[t, j] = gelu(x[t, j]) * x[t, n + j]: GEGLU over a fused [a | b] projection.
-__global__ void geglu(const float* x, float* out, std::int64_t rows, std::int64_t n) {
+/// out[t, j] = x[t, j] * gelu(x[t, n + j]): GEGLU over a fused [value | gate] projection, the
+/// order of nn::geglu_forward and PyTorch's x.chunk(2, -1).
+LMEMBED_KERNEL void geglu(const float* x, float* out, std::int64_t rows, std::int64_t n) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * n) return;
   const std::int64_t t = i / n, j = i % n;
-  out[i] = gelu(x[t * 2 * n + j]) * x[t * 2 * n + n + j];
+  out[i] = x[t * 2 * n + j] * gelu(x[t * 2 * n + n + j]);
 }
 
 /// y[i] = gelu(x[i]).
-__global__ void gelu_inplace(float* x, std::int64_t n) {
+LMEMBED_KERNEL void gelu_inplace(float* x, std::int64_t n) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = gelu(x[i]);
 }
 
 /// y[i] += x[i] (residual add).
-__global__ void add_inplace(float* y, const float* x, std::int64_t n) {
+LMEMBED_KERNEL void add_inplace(float* y, const float* x, std::int64_t n) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] += x[i];
 }
 
 /// y[i] = bf16(x[i]) (round to nearest even), the activation staging of the BF16 GEMMs.
-__global__ void to_bf16(const float* x, __nv_bfloat16* y, std::int64_t n) {
+LMEMBED_KERNEL void to_bf16(const float* x, __nv_bfloat16* y, std::int64_t n) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }

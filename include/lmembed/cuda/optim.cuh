@@ -67,7 +67,7 @@ __global__ void finish_norm(const double* partial, int n_partial, float max_norm
 
 /// One AdamW step over the whole arena; elements [0, n_decay) are weight-decayed. The gradient
 /// scale is h.grad_scale times *grad_scale (the device-side clip coefficient) when given.
-__global__ void adamw(float* p, const float* g, float* m, float* v, std::int64_t n,
+LMEMBED_KERNEL void adamw(float* p, const float* g, float* m, float* v, std::int64_t n,
                       std::int64_t n_decay, AdamWStep h, const float* grad_scale) {
   if (grad_scale) h.grad_scale *= *grad_scale;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;

@@ -28,7 +28,7 @@ namespace lmembed::cuda {
 namespace kernels {
 
 /// Folds -0.0 into +0.0 and writes each score's global document index.
-__global__ void prepare_scores(float* scores, std::int32_t* index, std::int64_t rows,
+LMEMBED_KERNEL void prepare_scores(float* scores, std::int32_t* index, std::int64_t rows,
                                std::int64_t cols, std::int64_t first_doc) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * cols) return;
@@ -37,7 +37,7 @@ __global__ void prepare_scores(float* scores, std::int32_t* index, std::int64_t 
 }
 
 /// Row r's first `take` sorted entries -> candidate row (q0 + r), columns [col, col + take).
-__global__ void gather_best(const float* scores, const std::int32_t* index, std::int64_t cols,
+LMEMBED_KERNEL void gather_best(const float* scores, const std::int32_t* index, std::int64_t cols,
                             int take, float* cand_s, std::int32_t* cand_i, std::int64_t cand_cols,
                             std::int64_t q0, std::int64_t col) {
   const std::int64_t r = blockIdx.x;
@@ -48,7 +48,7 @@ __global__ void gather_best(const float* scores, const std::int32_t* index, std:
 }
 
 /// offsets[i] = i * stride (segment boundaries of equal-length rows).
-__global__ void row_offsets(std::int64_t* offsets, std::int64_t n, std::int64_t stride) {
+LMEMBED_KERNEL void row_offsets(std::int64_t* offsets, std::int64_t n, std::int64_t stride) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i <= n) offsets[i] = i * stride;
 }

@@ -43,6 +43,11 @@ inline const char* cublas_status_name(cublasStatus_t s) {
 }  // namespace lmembed::cuda
 
 /// Runs a CUDA runtime call and throws lmembed::error naming it if it fails.
+/// Declares a kernel defined in a header. It is a template (one unused, defaulted parameter;
+/// launched as `k<<<g, b>>>(...)`), so that, like CUB's kernels, it may be defined in every .cu
+/// file of a program: a plain __global__ function would be defined twice at link time.
+#define LMEMBED_KERNEL template <int = 0> __global__
+
 #define LMEMBED_CUDA_CHECK(call)                                                       \
   do {                                                                                 \
     const cudaError_t lmembed_cuda_e_ = (call);                                        \
