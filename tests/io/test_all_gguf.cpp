@@ -17,7 +17,7 @@ using namespace lmembed;
 using namespace lmembed::io;
 
 namespace {
-const fs::path data_dir = LMEMBED_DATA_DIR;
+const fs::path all_gguf_data_dir = LMEMBED_DATA_DIR;
 
 std::string base_name(const std::string& tensor) {
   if (tensor.rfind("blk.", 0) == 0) return tensor.substr(tensor.find('.', 4) + 1);
@@ -31,7 +31,7 @@ fs::path check_model(const fs::path& golden_json) {
   std::string rel = g.at("model_path").as_string();
   const std::string prefix = "shared/data/";
   if (rel.rfind(prefix, 0) == 0) rel = rel.substr(prefix.size());
-  const fs::path path = data_dir / rel;
+  const fs::path path = all_gguf_data_dir / rel;
   const auto f = GgufFile::open(path);
   const json::Value& d = g.at("dims");
   const std::string arch = g.at("arch").as_string();
@@ -113,13 +113,13 @@ fs::path check_model(const fs::path& golden_json) {
 
 TEST(AllGguf, EveryGgufInDataHasItsKnownFacts) {
   std::set<fs::path> checked;
-  for (const auto& e : fs::directory_iterator(data_dir / "golden"))
+  for (const auto& e : fs::directory_iterator(all_gguf_data_dir / "golden"))
     if (e.path().extension() == ".json") checked.insert(check_model(e.path()));
   EXPECT_EQ(checked.size(), 6u);  // stories260K (+ f16, bf16, q8_0), tiny-llama, tiny-qwen2
 
   // Vocabulary-only files from llama.cpp (data/README.md): no tensors.
   {
-    const fs::path p = data_dir / "tokenizer/ggml-vocab-llama-spm.gguf";
+    const fs::path p = all_gguf_data_dir / "tokenizer/ggml-vocab-llama-spm.gguf";
     const auto f = GgufFile::open(p);
     EXPECT_EQ(f.tensors().size(), 0u);
     EXPECT_EQ(f.get_as<std::string>("tokenizer.ggml.model"), "llama");
@@ -132,7 +132,7 @@ TEST(AllGguf, EveryGgufInDataHasItsKnownFacts) {
     checked.insert(fs::weakly_canonical(p));
   }
   {
-    const fs::path p = data_dir / "tokenizer/ggml-vocab-gpt-2.gguf";
+    const fs::path p = all_gguf_data_dir / "tokenizer/ggml-vocab-gpt-2.gguf";
     const auto f = GgufFile::open(p);
     EXPECT_EQ(f.tensors().size(), 0u);
     EXPECT_EQ(f.get_as<std::string>("tokenizer.ggml.model"), "gpt2");
@@ -147,7 +147,7 @@ TEST(AllGguf, EveryGgufInDataHasItsKnownFacts) {
   }
 
   // No .gguf in data/ goes unchecked.
-  for (const auto& e : fs::recursive_directory_iterator(data_dir))
+  for (const auto& e : fs::recursive_directory_iterator(all_gguf_data_dir))
     if (e.path().extension() == ".gguf") {
       EXPECT_TRUE(checked.count(fs::weakly_canonical(e.path())))
           << e.path() << " has no known facts in this test";

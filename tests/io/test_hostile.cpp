@@ -637,8 +637,7 @@ void open_file(Kind k, const fs::path& p) {
   }
 }
 
-}  // namespace
-
+// (The tests stay in the anonymous namespace: their fixture's parameter type lives there.)
 class Hostile : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Hostile, RaisesFormatErrorNamingFileOffsetAndProblem) {
@@ -785,3 +784,5 @@ TEST(Gguf, EveryValueTypeAndNestedArrays) {
     EXPECT_NE(std::string(e.what()).find("'u8'"), std::string::npos) << e.what();
   }
 }
+
+}  // namespace

@@ -12,7 +12,7 @@ using namespace lmembed_test;
 
 namespace {
 
-constexpr std::int64_t kD = 8, kL = 3;
+constexpr std::int64_t kTrainD = 8, kTrainL = 3;
 
 /// Queries and positives that share a word (so a head can learn to pair them), with a
 /// contradicting negative that shares the query's other word.
@@ -39,12 +39,12 @@ struct Fixture {
     const CaptureSpec spec{CaptureLayers::all, CaptureTokens::last};
     train::CacheOptions o;
     o.capture = spec;
-    o.d = kD;
-    o.model_layers = kL;
+    o.d = kTrainD;
+    o.model_layers = kTrainL;
     o.progress = false;
     train::build_cache(
         p, train::CacheDataset::from_examples(pair_examples(120)), fake_tokenize,
-        [&](const TokenBatch& b) { return fake_capture(b, spec, kD, kL); }, o);
+        [&](const TokenBatch& b) { return fake_capture(b, spec, kTrainD, kTrainL); }, o);
     return train::Cache::open(p);
   }
 };
@@ -71,7 +71,7 @@ std::vector<Matrix> weights(TestHead<float>& h) {
 
 TEST(Trainer, GradCacheChunksGiveTheFullBatchGradient) {
   Fixture f;
-  TestHead<float> a(kD, kL, 5), b(kD, kL, 5);
+  TestHead<float> a(kTrainD, kTrainL, 5), b(kTrainD, kTrainL, 5);
   a.init(1);
   b.init(1);
   train::Trainer<TestHead<float>> ta(a, f.cache, opts(0)), tb(b, f.cache, opts(7));
@@ -86,7 +86,7 @@ TEST(Trainer, GradCacheChunksGiveTheFullBatchGradient) {
 
 TEST(Trainer, SameSeedSameBitsAndResumeContinuesBitForBit) {
   Fixture f;
-  TestHead<float> a(kD, kL, 5), b(kD, kL, 5), c(kD, kL, 5);
+  TestHead<float> a(kTrainD, kTrainL, 5), b(kTrainD, kTrainL, 5), c(kTrainD, kTrainL, 5);
   for (auto* h : {&a, &b, &c}) h->init(3);
   train::Trainer<TestHead<float>> ta(a, f.cache, opts(5));
   train::Trainer<TestHead<float>> tb(b, f.cache, opts(5));
@@ -103,7 +103,7 @@ TEST(Trainer, SameSeedSameBitsAndResumeContinuesBitForBit) {
     t1.save_checkpoint(ck.path);
     t1.step();  // progress after the checkpoint is lost, as in a crash
   }
-  TestHead<float> d(kD, kL, 5);
+  TestHead<float> d(kTrainD, kTrainL, 5);
   d.init(99);  // different weights: the checkpoint must overwrite them
   train::Trainer<TestHead<float>> t2(d, f.cache, opts(5));
   t2.load_checkpoint(ck.path);
@@ -121,7 +121,7 @@ TEST(Trainer, SameSeedSameBitsAndResumeContinuesBitForBit) {
 
 TEST(Trainer, LossFallsOnALearnableProblem) {
   Fixture f;
-  TestHead<float> h(kD, kL, 8);
+  TestHead<float> h(kTrainD, kTrainL, 8);
   h.init(11);
   auto o = opts(0);
   o.steps = 150;
@@ -143,13 +143,13 @@ TEST(Trainer, RefusesAHeadThatConsumesSomethingElse) {
   TempDir dir("trainer");
   train::CacheOptions o;
   o.capture = spec;
-  o.d = kD;
-  o.model_layers = kL;
+  o.d = kTrainD;
+  o.model_layers = kTrainL;
   o.progress = false;
   train::build_cache(
       dir.path, train::CacheDataset::from_examples(pair_examples(10)), fake_tokenize,
-      [&](const TokenBatch& b) { return fake_capture(b, spec, kD, kL); }, o);
+      [&](const TokenBatch& b) { return fake_capture(b, spec, kTrainD, kTrainL); }, o);
   const auto cache = train::Cache::open(dir.path);
-  TestHead<float> h(kD, kL, 4);
+  TestHead<float> h(kTrainD, kTrainL, 4);
   EXPECT_THROW(train::Trainer<TestHead<float>>(h, cache, opts(0)), config_error);
 }
