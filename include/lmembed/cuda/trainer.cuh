@@ -49,13 +49,7 @@ class ExecTrainer {
 
   ExecTrainer(Ops& ops, Head& head, const train::Cache& cache, train::TrainOptions opt)
       : ops_(ops), head_(head), cache_(cache), opt_(opt), eh_(ops, head), sampler_(cache, opt) {
-    if (opt_.batch < 1) throw config_error("batch must be at least 1");
-    if (opt_.steps < 1) throw config_error("steps must be at least 1");
-    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
-    if (head_.capture() != cache_.capture())
-      throw config_error(std::string("the ") + head_.name() + " head consumes " +
-                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
-                         " holds " + to_string(cache_.capture()));
+    train::check_training(head_, cache_, opt_);
     const std::size_t n = std::size_t(std::max<std::int64_t>(eh_.plan().n, 1));
     m_.reserve(n);
     v_.reserve(n);

@@ -70,13 +70,7 @@ class DistributedTrainer {
         comm_(comm),
         optim_(head.parameters(), opt.adamw),
         sampler_(cache, opt) {
-    if (opt_.batch < 1) throw config_error("batch must be at least 1");
-    if (opt_.steps < 1) throw config_error("steps must be at least 1");
-    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
-    if (head_.capture() != cache_.capture())
-      throw config_error(std::string("the ") + head_.name() + " head consumes " +
-                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
-                         " holds " + to_string(cache_.capture()));
+    check_training(head_, cache_, opt_);
     // Replicas start identical: rank 0's initial weights win.
     broadcast_weights();
   }

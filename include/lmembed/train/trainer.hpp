@@ -186,6 +186,20 @@ inline std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed,
   return order;
 }
 
+/// What every trainer checks before its first step (config_error naming the problem): at least
+/// one step of at least one example, a cache with examples, and a head that consumes what the
+/// cache holds.
+template <class Head>
+void check_training(const Head& head, const Cache& cache, const TrainOptions& opt) {
+  if (opt.batch < 1) throw config_error("batch must be at least 1");
+  if (opt.steps < 1) throw config_error("steps must be at least 1");
+  if (cache.dataset().examples.empty()) throw config_error("the cache holds no examples");
+  if (head.capture() != cache.capture())
+    throw config_error(std::string("the ") + head.name() + " head consumes " +
+                       to_string(head.capture()) + " but the cache at " + cache.dir().string() +
+                       " holds " + to_string(cache.capture()));
+}
+
 /// One batch as the loss sees it: the distinct cache texts to embed (in order of first
 /// appearance) and, for every query, positive and sampled hard negative, its row among them.
 struct BatchPlan {
@@ -295,13 +309,7 @@ class Trainer {
         opt_(opt),
         optim_(head.parameters(), opt.adamw),
         sampler_(cache, opt) {
-    if (opt_.batch < 1) throw config_error("batch must be at least 1");
-    if (opt_.steps < 1) throw config_error("steps must be at least 1");
-    if (cache_.dataset().examples.empty()) throw config_error("the cache holds no examples");
-    if (head_.capture() != cache_.capture())
-      throw config_error(std::string("the ") + head_.name() + " head consumes " +
-                         to_string(head_.capture()) + " but the cache at " + cache_.dir().string() +
-                         " holds " + to_string(cache_.capture()));
+    check_training(head_, cache_, opt_);
   }
 
   /// Steps done so far.
