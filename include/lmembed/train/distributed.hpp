@@ -144,11 +144,7 @@ class DistributedTrainer {
 
     // 6. Clip, schedule, update - identical on every rank.
     DistributedStepStats st;
-    st.grad_norm = clip_grad_norm(optim_.parameters(), opt_.clip);
-    st.lr = linear_schedule(opt_.lr, step_, opt_.warmup, opt_.steps);
-    optim_.step(st.lr);
-    ++step_;
-    st.step = step_;
+    static_cast<StepStats&>(st) = optimizer_step(optim_, opt_, step_);
     st.loss = double(loss);
     st.texts = n;
     st.local_texts = m;

@@ -200,6 +200,19 @@ void check_training(const Head& head, const Cache& cache, const TrainOptions& op
                        " holds " + to_string(cache.capture()));
 }
 
+/// How every CPU trainer ends a step once the head's gradients are complete: clip them to
+/// opt.clip, take the AdamW step at the scheduled learning rate and count the step. Returns
+/// step, lr and grad_norm (before clipping) of the StepStats.
+template <class Optim>
+StepStats optimizer_step(Optim& optim, const TrainOptions& opt, std::int64_t& step) {
+  StepStats st;
+  st.grad_norm = clip_grad_norm(optim.parameters(), opt.clip);
+  st.lr = linear_schedule(opt.lr, step, opt.warmup, opt.steps);
+  optim.step(st.lr);
+  st.step = ++step;
+  return st;
+}
+
 /// One batch as the loss sees it: the distinct cache texts to embed (in order of first
 /// appearance) and, for every query, positive and sampled hard negative, its row among them.
 struct BatchPlan {
@@ -361,12 +374,7 @@ class Trainer {
     }
 
     // 5. Clip, schedule, update.
-    StepStats st;
-    st.grad_norm = clip_grad_norm(optim_.parameters(), opt_.clip);
-    st.lr = linear_schedule(opt_.lr, step_, opt_.warmup, opt_.steps);
-    optim_.step(st.lr);
-    ++step_;
-    st.step = step_;
+    StepStats st = optimizer_step(optim_, opt_, step_);
     st.loss = double(loss);
     st.texts = n;
     return st;
