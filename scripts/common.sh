@@ -29,3 +29,37 @@ BUILD_PACKAGES=(cmake make g++ libeigen3-dev xtensor-dev libgtest-dev libgmock-d
                 libbenchmark-dev clang libclang-rt-14-dev)
 REFERENCE_PACKAGES=(python3 python3-numpy python3-torch python3-scipy python3-sklearn python3-regex
                     libopenblas0-pthread openmpi-bin libopenmpi-dev chromium)
+
+# The cache folder for what the scripts fetch (models, virtual environments); kept between runs.
+LMEMBED_CACHE=${LMEMBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lmembed}
+LMEMBED_MODEL_DIR=${LMEMBED_MODEL_DIR:-$LMEMBED_CACHE/models}
+export LMEMBED_CACHE LMEMBED_MODEL_DIR
+
+# ensure_venv NAME REQUIREMENTS [system] : a cached venv at $LMEMBED_CACHE/venv-NAME with the pinned
+# requirements installed; rebuilt only when the requirements file changes. "system" lets the venv
+# see Debian's site packages (python3-torch). Prints the venv's python on stdout; on failure (no
+# network, a build error) prints nothing, logs why, and returns 1 so callers can skip loudly.
+ensure_venv() {
+  local name=$1 req=$2 system=${3:-}
+  local dir="$LMEMBED_CACHE/venv-$name" stamp
+  stamp=$(sha256sum "$req" | cut -c1-16)
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.lmembed-stamp" 2>/dev/null)" = "$stamp" ]; then
+    echo "$dir/bin/python"; return 0
+  fi
+  log "building the Python environment $dir from $(basename "$req") (once per machine)"
+  rm -rf "$dir.tmp"
+  local flags=()
+  [ "$system" = system ] && flags+=(--system-site-packages)
+  if ! /usr/bin/python3 -m venv "${flags[@]}" "$dir.tmp" >&2; then
+    log "WARNING: python3 -m venv failed"; return 1
+  fi
+  # CMAKE_BUILD_PARALLEL_LEVEL: llama-cpp-python's source build uses every core.
+  if ! CMAKE_BUILD_PARALLEL_LEVEL=$JOBS "$dir.tmp/bin/pip" install -q --cache-dir "$LMEMBED_CACHE/pip" \
+        -r "$req" >&2; then
+    log "WARNING: pip could not install $(basename "$req") (no network to PyPI?)"
+    rm -rf "$dir.tmp"; return 1
+  fi
+  echo "$stamp" >"$dir.tmp/.lmembed-stamp"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  echo "$dir/bin/python"
+}
