@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh - README command two: set up, build and run every test.
-#   1. installs missing Debian packages (as root), 2. configures and builds the default preset,
+#   1. installs missing Debian packages (as root), fetches the real model (scripts/fetch_models.sh)
+#      and builds the cached reference Python venv (scripts/requirements/reference.txt; skipped
+#      loudly without PyPI), 2. configures and builds the default preset,
 #   3. runs ctest, 4. installs lmembed into a temporary prefix and builds/runs the consumer,
 #   5. builds the asan preset and runs the unit tests under ASan/UBSan, 6. runs each fuzzer.
 # Environment: JOBS (parallel build jobs), FUZZ_SECONDS (default 60; 0 skips fuzzing).
@@ -9,8 +11,14 @@ cd "$LMEMBED_ROOT"
 start=$(date +%s)
 ensure_packages "${BUILD_PACKAGES[@]}" "${REFERENCE_PACKAGES[@]}"
 
+ensure_packages python3-venv python3-dev
+# The real model and the reference stack: without network the reference tests skip loudly.
+real_model=$(scripts/fetch_models.sh) || { log "WARNING: no real model: its tests will SKIP"; real_model=""; }
+ref_python=$(ensure_venv light scripts/requirements/reference.txt system) ||
+  { log "WARNING: no reference venv: the llama.cpp/transformers tests will SKIP"; ref_python=""; }
+
 log "configure + build (preset default)"
-extra=(-DLMEMBED_MPI=ON)
+extra=(-DLMEMBED_MPI=ON "-DLMEMBED_REAL_MODEL=$real_model" "-DLMEMBED_REFERENCE_PYTHON=$ref_python")
 # CUDA code is compiled (not run) wherever nvcc exists; GPU tests skip without a device.
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
