@@ -1,6 +1,7 @@
-"""Minimal GGUF metadata reader for the tokenizer's Python reference tests (no tensors).
+"""Minimal GGUF metadata reader and writer for the tokenizer's Python reference tests (no tensors).
 
-An independent reader (not lmembed's): parses the GGUF v2/v3 header and key/value section only.
+An independent reader (not lmembed's): parses the GGUF v2/v3 header and key/value section only;
+write_gguf writes a GGUF v3 file with metadata only (vocabulary copies with another pre-tokenizer).
 """
 import struct
 
@@ -48,3 +49,30 @@ def read_metadata(path):
         pos += 4
         meta[key], pos = read_val(t, pos)
     return meta
+
+
+def write_gguf(path, meta):
+    """Writes `meta` as a GGUF v3 file without tensors (bool, u32, f32, str, [str], [i32])."""
+    def s(x):
+        b = x.encode("utf-8", errors="surrogateescape")
+        return struct.pack("<Q", len(b)) + b
+
+    out = [b"GGUF", struct.pack("<IQQ", 3, 0, len(meta))]
+    for k, v in meta.items():
+        out.append(s(k))
+        if isinstance(v, bool):
+            out.append(struct.pack("<IB", 7, int(v)))
+        elif isinstance(v, int):
+            out.append(struct.pack("<II", 4, v))
+        elif isinstance(v, float):
+            out.append(struct.pack("<If", 6, v))
+        elif isinstance(v, str):
+            out.append(struct.pack("<I", 8) + s(v))
+        elif isinstance(v, list) and v and isinstance(v[0], str):
+            out.append(struct.pack("<IIQ", 9, 8, len(v)) + b"".join(s(x) for x in v))
+        elif isinstance(v, list):
+            out.append(struct.pack("<IIQ", 9, 5, len(v)) + struct.pack(f"<{len(v)}i", *v))
+        else:
+            raise TypeError(k)
+    with open(path, "wb") as f:
+        f.write(b"".join(out))

@@ -2,7 +2,7 @@
 """Byte-level BPE from GGUF with every supported tokenizer.ggml.pre, end to end through the CLI.
 
 Only the gpt-2 vocabulary GGUF is available, so this test writes GGUF copies of it whose
-`tokenizer.ggml.pre` is each supported pre-tokenizer (llama-bpe, qwen2, deepseek-llm,
+`tokenizer.ggml.pre` is each supported pre-tokenizer (llama-bpe, qwen2, smollm, deepseek-llm,
 deepseek-coder, default, gpt-2) and compares `lmembed tokenize --model` with an independent Python
 reference: the published regexes run by the `regex` module (as in test_pretokenizer_regex.py),
 GPT-2's byte-to-unicode mapping and OpenAI's original `bpe()` merge loop (encoder.py) over the
@@ -13,7 +13,6 @@ two merges that build "Hello" and " world": ignore_merges then decides those wor
 for llama-bpe, pieces for the others).
 """
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -80,32 +79,6 @@ def openai_bpe(token, ranks):
     return word
 
 
-def write_gguf(path, meta):
-    def s(x):
-        b = x.encode("utf-8", errors="surrogateescape")
-        return struct.pack("<Q", len(b)) + b
-
-    out = [b"GGUF", struct.pack("<IQQ", 3, 0, len(meta))]
-    for k, v in meta.items():
-        out.append(s(k))
-        if isinstance(v, bool):
-            out.append(struct.pack("<IB", 7, int(v)))
-        elif isinstance(v, int):
-            out.append(struct.pack("<II", 4, v))
-        elif isinstance(v, float):
-            out.append(struct.pack("<If", 6, v))
-        elif isinstance(v, str):
-            out.append(struct.pack("<I", 8) + s(v))
-        elif isinstance(v, list) and v and isinstance(v[0], str):
-            out.append(struct.pack("<IIQ", 9, 8, len(v)) + b"".join(s(x) for x in v))
-        elif isinstance(v, list):
-            out.append(struct.pack("<IIQ", 9, 5, len(v)) + struct.pack(f"<{len(v)}i", *v))
-        else:
-            raise TypeError(k)
-    with open(path, "wb") as f:
-        f.write(b"".join(out))
-
-
 def main():
     meta = gguf_meta.read_metadata(os.path.join(DATA, "tokenizer", "ggml-vocab-gpt-2.gguf"))
     meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.") or k == "general.architecture"}
@@ -129,7 +102,7 @@ def main():
             m = dict(meta)
             m["tokenizer.ggml.pre"] = pre
             path = os.path.join(tmp, f"vocab-{pre}.gguf")
-            write_gguf(path, m)
+            gguf_meta.write_gguf(path, m)
             ignore_merges = pre == "llama-bpe"
             cache = {}
             want = []

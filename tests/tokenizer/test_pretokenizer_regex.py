@@ -52,6 +52,7 @@ PRE = {
     "gpt-2": [(GPT2, False)],
     "llama-bpe": [(LLAMA3, False)],
     "qwen2": [(QWEN2, False)],
+    "smollm": [(r"\p{N}", False), (GPT2, False)],
     "deepseek-llm": [("[\r\n]", True), (r"\s?" + DS_LETTERS + "+", True),
                      (r"\s?[!-/:-~！-／：-～‘-‟　-。]+", True), (r"\s+\Z", True),
                      (DS_CJK + "+", True), (r"\p{N}+", False)],

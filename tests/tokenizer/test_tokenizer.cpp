@@ -387,3 +387,28 @@ TEST(PreTokenizer, LlamaBpeKnownSplits) {
   const auto qwen = lmembed::detail::PreTokenizer::named("qwen2");
   EXPECT_EQ(lmembed::detail::split_words(qwen, "x 123"), (W{"x", " ", "1", "2", "3"}));
 }
+
+// "smollm" (SmolLM/SmolLM2; also starcoder, refact, command-r, codeshell, exaone, minerva):
+// \p{N} cuts every number code point off alone, then the GPT-2 pattern runs. Each word below is
+// one token of SmolLM2's vocabulary or ends on a token boundary in llama.cpp's output for it.
+TEST(PreTokenizer, SmollmKnownSplits) {
+  const auto pre = lmembed::detail::PreTokenizer::named("smollm");
+  using W = std::vector<std::string>;
+  auto split = [&](std::string_view s) { return lmembed::detail::split_words(pre, s); };
+  EXPECT_EQ(split("Hello world"), (W{"Hello", " world"}));
+  EXPECT_EQ(split("1234567"), (W{"1", "2", "3", "4", "5", "6", "7"}));
+  EXPECT_EQ(split(" 2024"), (W{" ", "2", "0", "2", "4"}));
+  EXPECT_EQ(split("x2y"), (W{"x", "2", "y"}));
+  EXPECT_EQ(split("it's 3.14"), (W{"it", "'s", " ", "3", ".", "1", "4"}));
+  EXPECT_EQ(split("I'LL go"), (W{"I", "'", "LL", " go"}));  // contractions are lowercase only
+  EXPECT_EQ(split("\xc2\xbd \xd9\xa3\xd9\xa4 \xe2\x85\xab"),  // ½ ٣٤ Ⅻ (No, Nd, Nl)
+            (W{"\xc2\xbd", " ", "\xd9\xa3", "\xd9\xa4", " ", "\xe2\x85\xab"}));
+  EXPECT_EQ(split("a  \n\n b"), (W{"a", "  \n\n", " b"}));
+  EXPECT_EQ(split("x   "), (W{"x", "   "}));
+  EXPECT_EQ(split("(hi)!!\n"), (W{"(", "hi", ")!!", "\n"}));
+  EXPECT_EQ(split("\tfoo"), (W{"\t", "foo"}));
+  for (const char* alias : {"starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"})
+    EXPECT_EQ(lmembed::detail::split_words(lmembed::detail::PreTokenizer::named(alias), "a 12"),
+              (W{"a", " ", "1", "2"}))
+        << alias;
+}

@@ -11,6 +11,7 @@
 //   llama3   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 //            ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //   qwen2    the llama3 pattern with \p{N} instead of \p{N}{1,3}
+//   smollm   \p{N} ; (gpt-2 pattern)
 //   deepseek-llm    [\r\n] ; \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ ; \s?[!-/:-~！-／：-～‘-‟　-。]+
 //   ; \s+$ ;
 //                   [一-龥ࠀ-一가-퟿]+ ; \p{N}+
@@ -110,6 +111,12 @@ struct PreTokenizer {
       p.steps = {llama3(3)};
     } else if (name == "qwen2" || name == "stablelm2" || name == "deepseek-r1-qwen") {
       p.steps = {llama3(1)};
+    } else if (name == "smollm" || name == "starcoder" || name == "refact" ||
+               name == "command-r" || name == "codeshell" || name == "exaone" ||
+               name == "minerva") {
+      // Every number code point is cut off alone before the GPT-2 pattern runs, so its
+      // " ?\p{N}+" can never join digits (llama.cpp LLAMA_VOCAB_PRE_TYPE_SMOLLM and friends).
+      p.steps = {run(C::number, false, 1), gpt2()};
     } else if (name == "deepseek-llm") {
       p.steps = {run(C::cr_lf, false, 1),      run(C::letters_deepseek, true),
                  run(C::punct_deepseek, true), run(C::whitespace, false, 0, true),
@@ -122,7 +129,7 @@ struct PreTokenizer {
       p.steps = {run(C::punct_default), gpt2(), run(C::number), run(C::ascii_digit, false, 3)};
     } else {
       throw config_error("unsupported pre-tokenizer '" + name +
-                         "' (supported: default, gpt-2, llama-bpe, qwen2, deepseek-llm, "
+                         "' (supported: default, gpt-2, llama-bpe, qwen2, smollm, deepseek-llm, "
                          "deepseek-coder and their llama.cpp aliases)");
     }
     return p;
