@@ -400,7 +400,7 @@ TEST(PreTokenizer, SmollmKnownSplits) {
   EXPECT_EQ(split(" 2024"), (W{" ", "2", "0", "2", "4"}));
   EXPECT_EQ(split("x2y"), (W{"x", "2", "y"}));
   EXPECT_EQ(split("it's 3.14"), (W{"it", "'s", " ", "3", ".", "1", "4"}));
-  EXPECT_EQ(split("I'LL go"), (W{"I", "'", "LL", " go"}));  // contractions are lowercase only
+  EXPECT_EQ(split("I'LL go"), (W{"I", "'", "LL", " go"}));    // contractions are lowercase only
   EXPECT_EQ(split("\xc2\xbd \xd9\xa3\xd9\xa4 \xe2\x85\xab"),  // ½ ٣٤ Ⅻ (No, Nd, Nl)
             (W{"\xc2\xbd", " ", "\xd9\xa3", "\xd9\xa4", " ", "\xe2\x85\xab"}));
   EXPECT_EQ(split("a  \n\n b"), (W{"a", "  \n\n", " b"}));

@@ -12,8 +12,8 @@
 //            ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //   qwen2    the llama3 pattern with \p{N} instead of \p{N}{1,3}
 //   smollm   \p{N} ; (gpt-2 pattern)
-//   deepseek-llm    [\r\n] ; \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ ; \s?[!-/:-~！-／：-～‘-‟　-。]+
-//   ; \s+$ ;
+//   deepseek-llm    [\r\n] ; \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ ;
+//                   \s?[!-/:-~！-／：-～‘-‟　-。]+ ; \s+$ ;
 //                   [一-龥ࠀ-一가-퟿]+ ; \p{N}+
 //   deepseek-coder  [\r\n] ; \s?\p{L}+ ; \s?\p{P}+ ; [一-龥ࠀ-一가-퟿]+ ; \p{N}
 //   default  [\p{P}\$\+<=>\^~\|]+ ; (gpt-2 pattern) ; \p{N}+ ; [0-9][0-9][0-9]
@@ -111,9 +111,8 @@ struct PreTokenizer {
       p.steps = {llama3(3)};
     } else if (name == "qwen2" || name == "stablelm2" || name == "deepseek-r1-qwen") {
       p.steps = {llama3(1)};
-    } else if (name == "smollm" || name == "starcoder" || name == "refact" ||
-               name == "command-r" || name == "codeshell" || name == "exaone" ||
-               name == "minerva") {
+    } else if (name == "smollm" || name == "starcoder" || name == "refact" || name == "command-r" ||
+               name == "codeshell" || name == "exaone" || name == "minerva") {
       // Every number code point is cut off alone before the GPT-2 pattern runs, so its
       // " ?\p{N}+" can never join digits (llama.cpp LLAMA_VOCAB_PRE_TYPE_SMOLLM and friends).
       p.steps = {run(C::number, false, 1), gpt2()};
