@@ -3,6 +3,10 @@
 //   io_tool write-npy OUT < spec.json           writes the spec's single tensor as .npy
 //   io_tool read-safetensors IN                 prints {"metadata": {...}, "tensors": [...]}
 //   io_tool read-npy IN                         prints {"tensors": [...]}
+//   io_tool dump-gguf IN OUTDIR [NAME...]       writes each tensor NAME (all when none) of the
+//                                               GGUF, dequantized to F32 by to_matrix, as
+//                                               OUTDIR/NAME.npy in its own shape; prints
+//                                               {"tensors": [{"name", "dtype", "shape"}]}
 // spec.json: {"metadata": {k: v}, "tensors": [{"name", "dtype", "shape", "values"}]}. Values are
 // printed exactly (integers as integers, floats with round-trip precision).
 #include <cstdio>
@@ -12,6 +16,7 @@
 #include <vector>
 
 #include "lmembed/core/json.hpp"
+#include "lmembed/io/gguf.hpp"
 #include "lmembed/io/npy.hpp"
 #include "lmembed/io/safetensors.hpp"
 
@@ -55,8 +60,8 @@ std::vector<std::byte> encode(DType t, const json::Array& values) {
       case DType::i64:
         put(static_cast<std::int64_t>(v.as_int()));
         break;
-      case DType::q8_0:
-        throw config_error("io_tool: Q8_0 is not writable");
+      default:
+        throw config_error(std::string("io_tool: ") + to_string(t) + " is not writable");
     }
   }
   return out;
@@ -97,7 +102,7 @@ json::Value decode(const TensorView& t) {
         values.push_back(
             json::Value(static_cast<long long>(io::detail::load_le<std::int64_t>(p + 8 * i))));
         break;
-      case DType::q8_0:
+      default:  // quantized: only as_float
         break;
     }
   }
@@ -124,9 +129,48 @@ Shape shape_of(const json::Value& s) {
 
 }  // namespace
 
+// dump-gguf: one tensor at a time, so the real model needs one tensor's floats at once.
+int dump_gguf(const std::filesystem::path& in, const std::filesystem::path& dir,
+              const std::vector<std::string>& names) {
+  const GgufFile f = GgufFile::open(in);
+  std::vector<const TensorView*> todo;
+  if (names.empty())
+    for (const auto& t : f.tensors()) todo.push_back(&t);
+  for (const auto& n : names) todo.push_back(&f.tensor(n));
+  std::filesystem::create_directories(dir);
+  json::Value tensors = json::Value::array();
+  for (const TensorView* t : todo) {
+    std::vector<float> v(static_cast<std::size_t>(t->numel()));
+    to_float(*t, v);
+    write_npy(dir / (t->name + ".npy"), DType::f32, t->shape,
+              std::span<const std::byte>(reinterpret_cast<const std::byte*>(v.data()),
+                                         v.size() * sizeof(float)));
+    json::Value e = json::Value::object();
+    e["name"] = t->name;
+    e["dtype"] = to_string(t->dtype);
+    json::Value shape = json::Value::array();
+    for (auto d : t->shape) shape.push_back(json::Value(static_cast<long long>(d)));
+    e["shape"] = std::move(shape);
+    tensors.push_back(std::move(e));
+  }
+  json::Value out = json::Value::object();
+  out["tensors"] = std::move(tensors);
+  std::cout << json::dump(out) << "\n";
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 4 && std::string(argv[1]) == "dump-gguf") {
+    try {
+      return dump_gguf(argv[2], argv[3], std::vector<std::string>(argv + 4, argv + argc));
+    } catch (const lmembed::error& e) {
+      std::cerr << "io_tool: " << e.what() << "\n";
+      return 1;
+    }
+  }
   if (argc != 3) {
-    std::cerr << "usage: io_tool write-safetensors|write-npy|read-safetensors|read-npy PATH\n";
+    std::cerr << "usage: io_tool write-safetensors|write-npy|read-safetensors|read-npy PATH\n"
+                 "       io_tool dump-gguf IN OUTDIR [NAME...]\n";
     return 2;
   }
   const std::string cmd = argv[1];

@@ -329,14 +329,14 @@ std::vector<Case> cases() {
                  return b;
                },
                "unknown tensor type 99"});
-  c.push_back({"gguf_unsupported_q4_k", Kind::gguf,
+  c.push_back({"gguf_unsupported_iq2_xxs", Kind::gguf,
                [] {
                  Bytes b;
-                 gguf_header(b, 1, 0).str("t").u32(1).u64(256).here().u32(12).u64(0);
-                 b.pad_to(32).zeros(160);
+                 gguf_header(b, 1, 0).str("t").u32(1).u64(256).here().u32(16).u64(0);
+                 b.pad_to(32).zeros(66);
                  return b;
                },
-               "unsupported tensor type Q4_K"});
+               "unsupported tensor type IQ2_XXS (16)"});
   c.push_back({"gguf_q8_0_row_not_block_multiple", Kind::gguf,
                [] {
                  Bytes b;

@@ -1,10 +1,13 @@
 // lmembed/backbone/loader.hpp - ModelConfig and F32 weights from GGUF or a Hugging Face folder.
 //
-// Every tensor is dequantized to F32 here (F32/F16/BF16/Q8_0 from GGUF; F32/F16/BF16 from
-// safetensors): the forward pass is one F32 code path. The memory cost is 4 bytes per
-// parameter whatever the file holds (F16/BF16 files double, Q8_0 files grow by 4/1.0625 =
-// 3.8x); docs/backbone.md gives the figures. Shapes are checked against the config and a
-// mismatch is a format_error naming the tensor and the file.
+// Every tensor is dequantized to F32 here (F32/F16/BF16 and the GGML block formats Q4_0, Q4_1,
+// Q5_0, Q5_1, Q8_0, Q2_K ... Q6_K from GGUF; F32/F16/BF16 from safetensors): the forward pass
+// is one F32 code path. Tensors are converted one at a time straight from the memory map, so
+// the peak is the F32 weights plus the (shared, file-backed) map. The memory cost is 4 bytes per
+// parameter whatever the file holds (F16/BF16 files double, Q8_0 grows 3.8x, Q4_1 6.4x);
+// docs/backbone.md gives the figures. The LM head (output.weight) is never loaded: the
+// backbone ends at output_norm, so tied and untied files load alike. Shapes are checked against the
+// config and a mismatch is a format_error naming the tensor and the file.
 #pragma once
 
 #include <cstdint>

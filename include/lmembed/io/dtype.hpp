@@ -15,11 +15,59 @@
 
 namespace lmembed::io {
 
-/// Element type of a stored tensor. q8_0 is GGML's block format: blocks of 32 values, each an
-/// F16 scale followed by 32 int8 (34 bytes per block).
-enum class DType { f32, f16, bf16, q8_0, f64, i8, i16, i32, i64, u8 };
+/// Element type of a stored tensor. q4_0 ... q6_k are GGML's block-quantized formats (GGUF only):
+/// a tensor row is a whole number of blocks of block_size(t) values, each block_bytes(t) bytes
+/// holding F16 scales and packed integers; lmembed/io/quant.hpp decodes them and
+/// docs/formats.md gives every layout.
+enum class DType {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  f64,
+  i8,
+  i16,
+  i32,
+  i64,
+  u8,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k
+};
 
-/// The safetensors spelling: "F32", "F16", "BF16", "Q8_0", "F64", "I8", "I16", "I32", "I64", "U8".
+/// Every DType, in enum order.
+inline constexpr DType all_dtypes[] = {
+    DType::f32,  DType::f16,  DType::bf16, DType::q8_0, DType::f64,  DType::i8,   DType::i16,
+    DType::i32,  DType::i64,  DType::u8,   DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1,
+    DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k};
+
+/// Whether t is one of GGML's block-quantized formats (q4_0 ... q6_k, q8_0).
+constexpr bool is_quantized(DType t) noexcept {
+  switch (t) {
+    case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_1:
+    case DType::q5_0:
+    case DType::q5_1:
+    case DType::q2_k:
+    case DType::q3_k:
+    case DType::q4_k:
+    case DType::q5_k:
+    case DType::q6_k:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// The safetensors spelling ("F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64", "U8") and
+/// GGML's for the quantized types ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K" ... "Q6_K").
 inline const char* to_string(DType t) noexcept {
   switch (t) {
     case DType::f32:
@@ -42,6 +90,24 @@ inline const char* to_string(DType t) noexcept {
       return "I64";
     case DType::u8:
       return "U8";
+    case DType::q4_0:
+      return "Q4_0";
+    case DType::q4_1:
+      return "Q4_1";
+    case DType::q5_0:
+      return "Q5_0";
+    case DType::q5_1:
+      return "Q5_1";
+    case DType::q2_k:
+      return "Q2_K";
+    case DType::q3_k:
+      return "Q3_K";
+    case DType::q4_k:
+      return "Q4_K";
+    case DType::q5_k:
+      return "Q5_K";
+    case DType::q6_k:
+      return "Q6_K";
   }
   return "?";
 }
@@ -50,8 +116,7 @@ inline const char* to_string(DType t) noexcept {
 inline std::optional<DType> try_parse_dtype(std::string_view s) noexcept {
   std::string u(s);
   for (char& c : u) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::q8_0, DType::f64, DType::i8,
-                  DType::i16, DType::i32, DType::i64, DType::u8})
+  for (DType t : all_dtypes)
     if (u == to_string(t)) return t;
   return std::nullopt;
 }
@@ -59,8 +124,10 @@ inline std::optional<DType> try_parse_dtype(std::string_view s) noexcept {
 /// The DType spelled `s`; config_error listing the valid names otherwise.
 inline DType parse_dtype(std::string_view s) {
   if (auto t = try_parse_dtype(s)) return *t;
-  throw config_error("unknown dtype '" + std::string(s) +
-                     "' (valid: F32, F16, BF16, Q8_0, F64, I8, I16, I32, I64, U8)");
+  throw config_error(
+      "unknown dtype '" + std::string(s) +
+      "' (valid: F32, F16, BF16, F64, I8, I16, I32, I64, U8, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+      "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
 }
 
 /// Same as parse_dtype (the brief's spelling).
@@ -68,12 +135,29 @@ inline DType parse(std::string_view s) {
   return parse_dtype(s);
 }
 
-/// Values per storage block (32 for q8_0, 1 otherwise).
+/// Values per storage block: 32 for q4_0, q4_1, q5_0, q5_1, q8_0; 256 for the k-quants q2_k ...
+/// q6_k; 1 for the plain types.
 constexpr std::int64_t block_size(DType t) noexcept {
-  return t == DType::q8_0 ? 32 : 1;
+  switch (t) {
+    case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_1:
+    case DType::q5_0:
+    case DType::q5_1:
+      return 32;
+    case DType::q2_k:
+    case DType::q3_k:
+    case DType::q4_k:
+    case DType::q5_k:
+    case DType::q6_k:
+      return 256;
+    default:
+      return 1;
+  }
 }
 
-/// Bytes per storage block (34 for q8_0; the element size otherwise).
+/// Bytes per storage block (GGML's type size: 18 q4_0, 20 q4_1, 22 q5_0, 24 q5_1, 34 q8_0,
+/// 84 q2_k, 110 q3_k, 144 q4_k, 176 q5_k, 210 q6_k; the element size for plain types).
 constexpr std::int64_t block_bytes(DType t) noexcept {
   switch (t) {
     case DType::f32:
@@ -96,6 +180,24 @@ constexpr std::int64_t block_bytes(DType t) noexcept {
       return 8;
     case DType::u8:
       return 1;
+    case DType::q4_0:
+      return 18;
+    case DType::q4_1:
+      return 20;
+    case DType::q5_0:
+      return 22;
+    case DType::q5_1:
+      return 24;
+    case DType::q2_k:
+      return 84;
+    case DType::q3_k:
+      return 110;
+    case DType::q4_k:
+      return 144;
+    case DType::q5_k:
+      return 176;
+    case DType::q6_k:
+      return 210;
   }
   return 1;
 }

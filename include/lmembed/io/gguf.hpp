@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -26,6 +27,7 @@
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/io/dtype.hpp"
+#include "lmembed/io/quant.hpp"
 #include "lmembed/io/tensor_view.hpp"
 
 namespace lmembed::io {
@@ -203,15 +205,34 @@ class GgufValue {
 
 namespace detail {
 
-/// GGML tensor type codes that lmembed reads, and names for the ones it does not.
+/// GGML tensor type codes (ggml.h's enum ggml_type, gguf-py's GGMLQuantizationType) that
+/// lmembed reads, and names for the ones it does not.
 inline std::optional<DType> ggml_dtype(std::uint32_t t) noexcept {
   switch (t) {
     case 0:
       return DType::f32;
     case 1:
       return DType::f16;
+    case 2:
+      return DType::q4_0;
+    case 3:
+      return DType::q4_1;
+    case 6:
+      return DType::q5_0;
+    case 7:
+      return DType::q5_1;
     case 8:
       return DType::q8_0;
+    case 10:
+      return DType::q2_k;
+    case 11:
+      return DType::q3_k;
+    case 12:
+      return DType::q4_k;
+    case 13:
+      return DType::q5_k;
+    case 14:
+      return DType::q6_k;
     case 24:
       return DType::i8;
     case 25:
@@ -615,6 +636,22 @@ class GgufFile {
                                  " data bytes from offset " + std::to_string(data_offset_) + ")");
       tensors_[i].data = bytes_.subspan(static_cast<std::size_t>(data_offset_ + in.offset),
                                         static_cast<std::size_t>(in.bytes));
+    }
+    // Quantized blocks with a NaN/Inf scale would decode to garbage: refuse them now, where the
+    // file offset is known, rather than in every consumer.
+    for (std::size_t i = 0; i < infos.size(); ++i) {
+      const TensorView& t = tensors_[i];
+      if (!is_quantized(t.dtype)) continue;
+      const std::int64_t n_blocks = t.numel() / block_size(t.dtype);
+      if (const auto bad = quant::first_bad_scale(t.dtype, t.data.data(), n_blocks)) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%04x", static_cast<unsigned>(bad->bits));
+        r.fail(data_offset_ + infos[i].offset + bad->offset,
+               "tensor '" + t.name + "': " + to_string(t.dtype) + " block " +
+                   std::to_string(bad->block) + " of " + std::to_string(n_blocks) +
+                   " has a non-finite scale " + bad->field + " (F16 " + hex +
+                   ((bad->bits & 0x03FFu) ? ", NaN)" : ", infinity)"));
+      }
     }
     // No two tensors may share bytes.
     std::vector<std::size_t> order(infos.size());

@@ -62,6 +62,15 @@ inline const char* npy_descr(DType t) noexcept {
       return "<i8";
     case DType::bf16:
     case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_1:
+    case DType::q5_0:
+    case DType::q5_1:
+    case DType::q2_k:
+    case DType::q3_k:
+    case DType::q4_k:
+    case DType::q5_k:
+    case DType::q6_k:
       return nullptr;
   }
   return nullptr;

@@ -144,7 +144,7 @@ class SafetensorsFile {
       TensorView t;
       t.name = name;
       const auto d = try_parse_dtype(dt->as_string());
-      if (!d || *d == DType::q8_0) fail(at, what + ": unknown dtype '" + dt->as_string() + "'");
+      if (!d || is_quantized(*d)) fail(at, what + ": unknown dtype '" + dt->as_string() + "'");
       t.dtype = *d;
       for (const auto& dim : sh->as_array()) {
         if (!dim.is_integer() || dim.as_int() < 0)
@@ -207,7 +207,9 @@ class SafetensorsWriter {
     if (name == "__metadata__") throw config_error("safetensors: '__metadata__' is reserved");
     for (const auto& e : entries_)
       if (e.name == name) throw config_error("safetensors: duplicate tensor name '" + name + "'");
-    if (dtype == DType::q8_0) throw config_error("safetensors cannot store Q8_0 ('" + name + "')");
+    if (is_quantized(dtype))
+      throw config_error(std::string("safetensors cannot store ") + to_string(dtype) + " ('" +
+                         name + "')");
     TensorView probe{name, dtype, shape, {}};
     const auto need = byte_size(dtype, probe.numel());
     if (!need || static_cast<std::uint64_t>(*need) != data.size())

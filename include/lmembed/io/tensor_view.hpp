@@ -15,6 +15,7 @@
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/io/dtype.hpp"
+#include "lmembed/io/quant.hpp"
 
 namespace lmembed::io {
 
@@ -72,7 +73,9 @@ inline void check_view(const TensorView& t) {
 }  // namespace detail
 
 /// Converts (dequantizes) all elements of `t` into `out`, which must hold exactly numel()
-/// floats (shape_error otherwise). Works for every DType; q8_0 is y = scale * q.
+/// floats (shape_error otherwise). Works for every DType; the quantized ones decode as gguf-py
+/// does, bit for bit (lmembed/io/quant.hpp). Scales are not checked here: the GGUF reader
+/// refuses non-finite ones when it opens the file.
 inline void to_float(const TensorView& t, std::span<float> out) {
   const std::int64_t n = t.numel();
   if (static_cast<std::int64_t>(out.size()) != n)
@@ -95,12 +98,16 @@ inline void to_float(const TensorView& t, std::span<float> out) {
         o[i] = bf16_to_float(detail::load_le<std::uint16_t>(p + 2 * i));
       break;
     case DType::q8_0:
-      for (std::size_t b = 0; b < un / 32; ++b) {
-        const std::byte* blk = p + 34 * b;
-        const float d = half_to_float(detail::load_le<std::uint16_t>(blk));
-        for (std::size_t j = 0; j < 32; ++j)
-          o[32 * b + j] = d * static_cast<float>(static_cast<std::int8_t>(blk[2 + j]));
-      }
+    case DType::q4_0:
+    case DType::q4_1:
+    case DType::q5_0:
+    case DType::q5_1:
+    case DType::q2_k:
+    case DType::q3_k:
+    case DType::q4_k:
+    case DType::q5_k:
+    case DType::q6_k:
+      quant::dequantize_blocks(t.dtype, p, n / block_size(t.dtype), o);
       break;
     case DType::f64:
       for (std::size_t i = 0; i < un; ++i)
