@@ -11,6 +11,8 @@
 //  - all scratch is allocated once per forward call (sized for the largest chunk), never per
 //    layer; memory is weights + O(chunk tokens x width) plus what the capture asks for.
 // Numerics follow llama.cpp / HF: F32 everywhere, RMSNorm and pooling sums in double.
+// The GEMM, RMSNorm, RoPE, attention and SwiGLU kernels run at the CPU level chosen at run time
+// (lmembed/cpu/dispatch.hpp), read once per forward call.
 #pragma once
 
 #include <algorithm>
@@ -35,6 +37,7 @@
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 
 namespace lmembed {
 
@@ -200,6 +203,7 @@ class Backbone {
     std::vector<std::vector<float>> scores, kt;  // per thread: [max_len], [head_dim, max_len]
     detail::GemmScratch gemm;
     std::vector<std::int32_t> pos;  // position of each chunk token in its sequence
+    const cpu::Ops* ops = nullptr;  // the run-time CPU level's kernels
   };
 
   /// One sequence after validation: where its ids start and how many are used.
@@ -276,6 +280,7 @@ class Backbone {
     }
 
     Workspace ws;
+    ws.ops = &cpu::ops();  // outside parallel regions: a bad LMEMBED_CPU throws here
     const std::int64_t d = cfg_.d_model, w3 = cfg_.q_dim() + 2 * cfg_.kv_dim();
     ws.x.resize(largest, d);
     ws.h.resize(largest, d);
@@ -345,17 +350,12 @@ class Backbone {
   }
 
   /// dst row = src row / rms(src row) * weight (sum of squares in double, as ggml does).
-  void rms_norm_rows(const Matrix& src, Matrix& dst, const std::vector<float>& w,
+  void rms_norm_rows(const cpu::Ops& k, const Matrix& src, Matrix& dst, const std::vector<float>& w,
                      std::int64_t rows) const {
     const std::int64_t d = cfg_.d_model;
     const float eps = cfg_.rms_eps;
     parallel_for(rows, 3.0 * static_cast<double>(d), [&](std::int64_t t) {
-      const float* x = src.data() + t * d;
-      float* y = dst.data() + t * d;
-      double ss = 0.0;
-      for (std::int64_t i = 0; i < d; ++i) ss += static_cast<double>(x[i]) * x[i];
-      const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
-      for (std::int64_t i = 0; i < d; ++i) y[i] = x[i] * scale * w[i];
+      k.rms_norm_row(src.data() + t * d, w.data(), dst.data() + t * d, d, eps);
     });
   }
 
@@ -365,6 +365,7 @@ class Backbone {
     const std::int64_t d = cfg_.d_model, dq = cfg_.q_dim(), dkv = cfg_.kv_dim(), ff = cfg_.d_ff,
                        hd = cfg_.head_dim, half = hd / 2, w3 = dq + 2 * dkv;
     const std::int64_t n_layers = cfg_.n_layers;
+    const cpu::Ops& K = *ws.ops;
     // Chunk-local row of each sequence's first token.
     std::vector<std::int64_t> row0(s1 - s0 + 1, 0);
     for (std::int64_t s = s0; s < s1; ++s) row0[s - s0 + 1] = row0[s - s0] + seqs[s].length;
@@ -416,24 +417,13 @@ class Backbone {
       const Layer& L = layers_[l];
       const bool compact = last_only && l + 1 == n_layers;
       // --- attention block
-      rms_norm_rows(ws.x, ws.h, L.attn_norm, T);
+      rms_norm_rows(K, ws.x, ws.h, L.attn_norm, T);
       gemm(ws.h.data(), d, L.wqkv, ws.qkv.data(), w3, false);
       // Bias and rotary embedding in one pass (q and k heads share the table).
       parallel_for(T, static_cast<double>(w3 + 3 * (dq + dkv)), [&](std::int64_t t) {
-        float* row = ws.qkv.data() + t * w3;
-        if (!L.bqkv.empty())
-          for (std::int64_t i = 0; i < w3; ++i) row[i] += L.bqkv[i];
-        const float* c = ws.rope_cos.data() + ws.pos[t] * half;
-        const float* sn = ws.rope_sin.data() + ws.pos[t] * half;
-        const std::int64_t heads = cfg_.n_heads + cfg_.n_kv_heads;
-        for (std::int64_t h = 0; h < heads; ++h) {
-          float* v = row + h * hd;
-          for (std::int64_t i = 0; i < half; ++i) {
-            const float x0 = v[i], x1 = v[i + half];
-            v[i] = x0 * c[i] - x1 * sn[i];
-            v[i + half] = x0 * sn[i] + x1 * c[i];
-          }
-        }
+        K.bias_rope_row(ws.qkv.data() + t * w3, L.bqkv.empty() ? nullptr : L.bqkv.data(), w3,
+                        ws.rope_cos.data() + ws.pos[t] * half,
+                        ws.rope_sin.data() + ws.pos[t] * half, cfg_.n_heads + cfg_.n_kv_heads, hd);
       });
       lap(t_other);
       // Attention per (sequence, head): K is transposed once into per-thread scratch so that
@@ -452,27 +442,10 @@ class Backbone {
               const float* kj = base + j * w3 + dq + g * hd;
               for (std::int64_t c = 0; c < hd; ++c) kt[c * n + j] = kj[c];
             }
-            for (std::int64_t i = compact ? n - 1 : 0; i < n; ++i) {
-              const float* qi = base + i * w3 + h * hd;
-              const std::int64_t nk = causal ? i + 1 : n;
-              std::fill(srow, srow + nk, 0.0f);
-              for (std::int64_t c = 0; c < hd; ++c) {
-                const float qc = qi[c] * scale;
-                const float* kc = kt + c * n;
-                for (std::int64_t j = 0; j < nk; ++j) srow[j] += qc * kc[j];
-              }
-              float mx = -std::numeric_limits<float>::infinity();
-              for (std::int64_t j = 0; j < nk; ++j) mx = std::max(mx, srow[j]);
-              const double sum = detail::exp_shift_sum(srow, nk, mx);
-              const float inv = static_cast<float>(1.0 / sum);
-              float* oi = ws.attn.data() + (compact ? sl : r0 + i) * dq + h * hd;
-              std::fill(oi, oi + hd, 0.0f);
-              for (std::int64_t j = 0; j < nk; ++j) {
-                const float p = srow[j] * inv;
-                const float* vj = base + j * w3 + dq + dkv + g * hd;
-                for (std::int64_t c = 0; c < hd; ++c) oi[c] += p * vj[c];
-              }
-            }
+            for (std::int64_t i = compact ? n - 1 : 0; i < n; ++i)
+              K.attention_row(base + i * w3 + h * hd, kt, n, base + dq + dkv + g * hd, w3,
+                              causal ? i + 1 : n, hd, scale, srow,
+                              ws.attn.data() + (compact ? sl : r0 + i) * dq + h * hd);
           },
           true);
       lap(t_attn);
@@ -486,19 +459,19 @@ class Backbone {
       }
       gemm(ws.attn.data(), dq, L.wo, ws.x.data(), d, true);
       // --- SwiGLU MLP
-      rms_norm_rows(ws.x, ws.h, L.ffn_norm, T);
+      rms_norm_rows(K, ws.x, ws.h, L.ffn_norm, T);
       gemm(ws.h.data(), d, L.wgu, ws.gu.data(), 2 * ff, false);
       parallel_for(T, 20.0 * static_cast<double>(ff), [&](std::int64_t t) {
         float* g = ws.gu.data() + t * 2 * ff;
         const float* u = g + ff;
-        detail::silu_mul(g, u, ff);
+        K.silu_mul(g, u, ff);
       });
       gemm(ws.gu.data(), 2 * ff, L.wdown, ws.x.data(), d, true);
 
       if (spec.layers == CaptureLayers::all && l + 1 < n_layers)
         capture(ws.x, batch, seqs, s0, s1, row0, l, spec, out);
     }
-    rms_norm_rows(ws.x, ws.h, out_norm_, T);
+    rms_norm_rows(K, ws.x, ws.h, out_norm_, T);
     if (last_only) {
       for (std::int64_t s = s0; s < s1; ++s)
         std::memcpy(out.states.data() + s * cfg_.d_model, ws.h.data() + (s - s0) * cfg_.d_model,

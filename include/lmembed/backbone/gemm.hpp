@@ -8,9 +8,9 @@
 // AVX-512 micro-kernel below keeps an 8 x 32 tile of C in 16 zmm registers (A broadcast from
 // the packed panel, two zmm loads of W per k) and matches OpenBLAS's sgemm per core here.
 // Block sizes were tuned on this machine (Zen 4, 32 KiB L1, 1 MiB L2): 8x32 with kc 512 and
-// mc 256 beat 12x32, 14x32, 10x32 and 6x32 tiles and kc 128..768 (bench/backbone, --gemm). Builds
-// without AVX-512 (e.g. the ASan preset, which has no -march=native) use a portable kernel on the
-// same packed layout.
+// mc 256 beat 12x32, 14x32, 10x32 and 6x32 tiles and kc 128..768 (bench/backbone, --gemm). The
+// micro-kernel is chosen at run time (lmembed/cpu/dispatch.hpp): AVX-512, AVX2 + FMA or portable,
+// all on the same packed layout, whatever flags the translation unit was compiled with.
 #pragma once
 
 #include <algorithm>
@@ -23,22 +23,20 @@
 #include <new>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 
 namespace lmembed::detail {
 
 /// Rows of C (tokens) one micro-kernel call computes.
-inline constexpr int kMr = 8;
+inline constexpr int kMr = cpu::kMr;
 /// Columns of C (output features) one micro-kernel call computes: two 16-float vectors.
-inline constexpr int kNr = 32;
+inline constexpr int kNr = cpu::kNr;
 /// Depth of one block of the product: a packed X micro-panel (kMr x kKc floats = 16 KiB) stays
 /// in L1 while a W micro-panel (kKc x kNr = 64 KiB) streams from L2.
 inline constexpr int kKc = 512;
@@ -136,67 +134,6 @@ inline void pack_a(const float* a, std::int64_t lda, std::int64_t m0, std::int64
   }
 }
 
-/// C tile (kMr x kNr, row stride ldc) = or += packed A panel * packed B panel over kc.
-/// rows/cols < kMr/kNr write only the valid part.
-inline void micro_kernel(const float* a, const float* b, std::int64_t kc, float* c,
-                         std::int64_t ldc, bool accumulate, int rows, int cols) {
-#if defined(__AVX512F__)
-  __m512 acc[kMr][2];
-  for (int i = 0; i < kMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (std::int64_t kk = 0; kk < kc; ++kk) {
-    const __m512 b0 = _mm512_load_ps(b + kk * kNr);
-    const __m512 b1 = _mm512_load_ps(b + kk * kNr + 16);
-    const float* ak = a + kk * kMr;
-#pragma GCC unroll 8
-    for (int i = 0; i < kMr; ++i) {
-      const __m512 ai = _mm512_set1_ps(ak[i]);
-      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-    }
-  }
-  if (rows == kMr && cols == kNr) {
-    for (int i = 0; i < kMr; ++i) {
-      float* ci = c + i * ldc;
-      if (accumulate) {
-        acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(ci));
-        acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(ci + 16));
-      }
-      _mm512_storeu_ps(ci, acc[i][0]);
-      _mm512_storeu_ps(ci + 16, acc[i][1]);
-    }
-    return;
-  }
-  const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
-  const __mmask16 m1 = static_cast<__mmask16>(cols >= 32   ? 0xFFFF
-                                              : cols <= 16 ? 0
-                                                           : (1u << (cols - 16)) - 1u);
-  for (int i = 0; i < rows; ++i) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_maskz_loadu_ps(m0, ci));
-      acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_maskz_loadu_ps(m1, ci + 16));
-    }
-    _mm512_mask_storeu_ps(ci, m0, acc[i][0]);
-    _mm512_mask_storeu_ps(ci + 16, m1, acc[i][1]);
-  }
-#else
-  // Portable kernel: same tile, plain loops the compiler can vectorize.
-  alignas(64) float acc[kMr][kNr] = {};
-  for (std::int64_t kk = 0; kk < kc; ++kk) {
-    const float* bk = b + kk * kNr;
-    const float* ak = a + kk * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const float ai = ak[i];
-      for (int j = 0; j < kNr; ++j) acc[i][j] += ai * bk[j];
-    }
-  }
-  for (int i = 0; i < rows; ++i) {
-    float* ci = c + i * ldc;
-    for (int j = 0; j < cols; ++j) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
-  }
-#endif
-}
-
 /// Per-thread scratch for gemm_nt (packed A blocks).
 struct GemmScratch {
   std::vector<AlignedBuffer> per_thread;
@@ -212,6 +149,7 @@ inline void gemm_nt(const float* a, std::int64_t lda, std::int64_t m, const Pack
                     GemmScratch& scratch) {
   const std::int64_t k = w.k, n = w.n, panels = w.panels();
   if (m == 0 || n == 0) return;
+  const auto micro_kernel = cpu::ops().micro_kernel;  // this CPU's level, read once per product
   if (k == 0) {
     if (!accumulate)
       for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
@@ -264,59 +202,15 @@ inline void gemm_nt(const float* a, std::int64_t lda, std::int64_t m, const Pack
   for (std::int64_t id = 0; id < tasks; ++id) task(id, scratch.per_thread[0].data());
 }
 
-#if defined(__AVX512F__)
-/// e^x for 16 floats (Cephes expf: x = n ln2 + r, degree-6 polynomial on |r| <= ln2/2, then
-/// scale by 2^n); within ~2 ulp of std::exp, and 0 / inf at the ends like it.
-inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-103.9f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-#endif
-
-/// g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u: SwiGLU's elementwise step, vectorized
-/// (scalar std::exp would cost ~10 % of a forward pass).
+/// g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u: SwiGLU's elementwise step, vectorized at the
+/// run-time CPU level (scalar std::exp would cost ~10 % of a forward pass).
 inline void silu_mul(float* g, const float* u, std::int64_t n) {
-  std::int64_t i = 0;
-#if defined(__AVX512F__)
-  const __m512 one = _mm512_set1_ps(1.0f);
-  for (; i + 16 <= n; i += 16) {
-    const __m512 x = _mm512_loadu_ps(g + i);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-    _mm512_storeu_ps(
-        g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
-  }
-#endif
-  for (; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  cpu::ops().silu_mul(g, u, n);
 }
 
 /// x[i] = e^(x[i] - shift); returns the sum (in double, as ggml's softmax accumulates).
 inline double exp_shift_sum(float* x, std::int64_t n, float shift) {
-  std::int64_t i = 0;
-  double sum = 0.0;
-#if defined(__AVX512F__)
-  const __m512 s = _mm512_set1_ps(shift);
-  for (; i + 16 <= n; i += 16) {
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
-    _mm512_storeu_ps(x + i, e);
-    sum += static_cast<double>(_mm512_reduce_add_ps(e));
-  }
-#endif
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - shift);
-    sum += x[i];
-  }
-  return sum;
+  return cpu::ops().exp_shift_sum(x, n, shift);
 }
 
 }  // namespace lmembed::detail
