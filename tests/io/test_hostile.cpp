@@ -402,6 +402,66 @@ std::vector<Case> cases() {
                  return b;
                },
                "tensor data should start"});
+  // ---------------------------------------------------------------- GGUF quantized blocks
+  // For each GGML block type: data one byte short, a row that is not a whole number of blocks,
+  // and a NaN scale in block 1 (its last F16 scale field: d, m or dmin), each named.
+  struct QType {
+    const char* name;
+    std::uint32_t code;
+    std::uint64_t block, bytes, scale_at;
+  };
+  static const QType qtypes[] = {{"Q4_0", 2, 32, 18, 0},      {"Q4_1", 3, 32, 20, 2},
+                                 {"Q5_0", 6, 32, 22, 0},      {"Q5_1", 7, 32, 24, 2},
+                                 {"Q8_0", 8, 32, 34, 0},      {"Q2_K", 10, 256, 84, 82},
+                                 {"Q3_K", 11, 256, 110, 108}, {"Q4_K", 12, 256, 144, 2},
+                                 {"Q5_K", 13, 256, 176, 2},   {"Q6_K", 14, 256, 210, 208}};
+  static std::vector<std::string> qnames, qwhat;  // the table holds const char*
+  if (qnames.empty())
+    for (const QType& q : qtypes) {
+      for (const char* k : {"_truncated_block", "_row_not_block_multiple", "_nan_scale"})
+        qnames.push_back(std::string("gguf_") + q.name + k);
+      qwhat.push_back("tensor 'w': data [0, +" + std::to_string(2 * q.bytes) +
+                      ") lies past the end of the file");
+      qwhat.push_back("tensor 'w': row length " + std::to_string(q.block + q.block / 2) +
+                      " is not a multiple of the " + q.name + " block size " +
+                      std::to_string(q.block));
+      qwhat.push_back(std::string("tensor 'w': ") + q.name +
+                      " block 1 of 2 has a non-finite scale");
+    }
+  for (std::size_t i = 0; i < std::size(qtypes); ++i) {
+    const QType q = qtypes[i];
+    c.push_back({qnames[3 * i].c_str(), Kind::gguf,
+                 [q] {
+                   Bytes b;
+                   gguf_header(b, 1, 0);
+                   tensor_info(b, "w", {2 * q.block}, q.code, 0, true);
+                   b.pad_to(32).zeros(2 * q.bytes - 1);
+                   return b;
+                 },
+                 qwhat[3 * i].c_str()});
+    c.push_back({qnames[3 * i + 1].c_str(), Kind::gguf,
+                 [q] {
+                   Bytes b;
+                   gguf_header(b, 1, 0).str("w").u32(2).u64(q.block + q.block / 2).u64(2).here();
+                   b.u32(q.code).u64(0).pad_to(32).zeros(4 * q.bytes);
+                   return b;
+                 },
+                 qwhat[3 * i + 1].c_str()});
+    c.push_back({qnames[3 * i + 2].c_str(), Kind::gguf,
+                 [q] {
+                   Bytes b;
+                   gguf_header(b, 1, 0);
+                   tensor_info(b, "w", {2 * q.block}, q.code, 0);
+                   b.pad_to(32);
+                   const std::size_t at = b.b.size() + q.bytes + q.scale_at;
+                   b.zeros(2 * q.bytes);
+                   b.b[at] = std::byte{0x00};
+                   b.b[at + 1] = std::byte{0x7E};  // F16 0x7e00: NaN
+                   b.mark = at;
+                   return b;
+                 },
+                 qwhat[3 * i + 2].c_str()});
+  }
   // ---------------------------------------------------------------- safetensors
   c.push_back({"st_shorter_than_8", Kind::safetensors,
                [] {

@@ -288,7 +288,8 @@ inline NpyArray read_npy(const std::filesystem::path& path) {
 }
 
 /// Writes raw C-order little-endian `data` of type `dtype` and `shape` as .npy (atomic).
-/// shape_error when the bytes do not match; config_error for dtypes npy cannot hold (BF16, Q8_0).
+/// shape_error when the bytes do not match; config_error for dtypes npy cannot hold (BF16 and
+/// the quantized types).
 inline void write_npy(const std::filesystem::path& path, DType dtype, Shape shape,
                       std::span<const std::byte> data) {
   const char* descr = detail::npy_descr(dtype);
