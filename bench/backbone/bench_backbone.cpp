@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lmembed/backbone/backbone.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
 
 namespace {
@@ -231,6 +232,7 @@ int main(int argc, char** argv) {
   std::string line;
   while (std::getline(in, line))
     if (!line.empty()) batch.add(tok.encode(line, eos));
+  std::printf("cpu: %s\n", cpu::describe().c_str());  // the run-time dispatch level
   std::printf("corpus: %zu sequences, %lld tokens (Llama-2 SPM, BOS and EOS added); threads %d\n",
               batch.size(), static_cast<long long>(batch.n_tokens()), threads);
 

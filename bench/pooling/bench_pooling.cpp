@@ -6,6 +6,7 @@
 // tokens (2048 token rows).
 #include <benchmark/benchmark.h>
 
+#include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/nn/init.hpp"
 #include "lmembed/pooling/latent.hpp"
 #include "lmembed/pooling/multi_layer.hpp"
@@ -13,6 +14,10 @@
 using namespace lmembed;
 
 namespace {
+
+// The run-time CPU level in the benchmark's context (JSON "context", console header).
+[[maybe_unused]] const bool kCpuContext =
+    (benchmark::AddCustomContext("lmembed_cpu", cpu::describe()), true);
 
 constexpr std::int64_t kD = 896, kL = 24, kBatch = 64, kTokens = 32;
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/version.hpp"
 
 int main(int argc, char** argv) {
@@ -24,6 +25,12 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "--version") {
     std::cout << "lmembed " << LMEMBED_VERSION_STRING << "\n";
+    try {
+      std::cout << "cpu: " << lmembed::cpu::describe() << "\n";  // run-time kernel level, why
+    } catch (const lmembed::config_error& e) {
+      std::cerr << "lmembed: " << e.what() << "\n";
+      return 2;
+    }
     return 0;
   }
   auto it = registry().find(args[0]);
