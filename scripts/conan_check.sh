@@ -4,11 +4,20 @@
 # Debian's libeigen3-dev headers). Conan comes from PyPI (scripts/requirements/conan.txt) into a
 # cached venv; its home is a scratch folder (CONAN_HOME), with every remote removed, so nothing
 # is downloaded. Exit 77 (skip) when Conan cannot be installed (no PyPI).
-#   scripts/conan_check.sh [--log FILE]     (about 1.5 min on 2 cores: mostly test_package's compile)
+#   scripts/conan_check.sh [--log FILE] [--head]   (about 1.5 min on 2 cores: mostly the
+#                                                    test_package compile)
+# --head: run on a `git archive HEAD` copy (committed files only, not the work tree's edits).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LMEMBED_ROOT"
-LOGFILE=""
-[ "${1:-}" = "--log" ] && LOGFILE=$2
+LOGFILE="" HEAD_ONLY=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --log) LOGFILE=$2; shift 2 ;;
+    --head) HEAD_ONLY=1; shift ;;
+    *) echo "usage: $0 [--log FILE] [--head]" >&2; exit 2 ;;
+  esac
+done
+[ -n "$LOGFILE" ] && LOGFILE=$(realpath -m "$LOGFILE")
 ensure_packages cmake make g++ libeigen3-dev
 PY=$(ensure_venv conan scripts/requirements/conan.txt) || { log "SKIP: conan could not be installed"; exit 77; }
 # (python -m, not bin/conan: ensure_venv builds the venv under another name, so the entry
@@ -25,6 +34,13 @@ run() {
 }
 [ -n "$LOGFILE" ] && : >"$LOGFILE"
 t0=$(date +%s)
+if [ -n "$HEAD_ONLY" ]; then
+  SNAP=$(mktemp -d /tmp/lmembed-conan-src.XXXXXX)
+  trap 'rm -rf "$CONAN_HOME" "$SNAP"' EXIT
+  git archive HEAD | tar -x -C "$SNAP"
+  cd "$SNAP"
+  run echo "sources: git archive of $(git -C "$LMEMBED_ROOT" rev-parse --short HEAD)"
+fi
 run conan --version
 run conan profile detect --force
 # Offline: no remote at all (a missing recipe fails at once instead of reaching Conan Center).
