@@ -23,9 +23,11 @@ PY=$(ensure_venv conan scripts/requirements/conan.txt) || { log "SKIP: conan cou
 # (python -m, not bin/conan: ensure_venv builds the venv under another name, so the entry
 # scripts' #! lines name a folder that no longer exists.)
 conan() { "$PY" -m conans.conan "$@"; }
+SCRATCH=()
+trap 'rm -rf "${SCRATCH[@]}"' EXIT
 if [ -z "${CONAN_HOME:-}" ]; then
   CONAN_HOME=$(mktemp -d /tmp/lmembed-conan-home.XXXXXX)
-  trap 'rm -rf "$CONAN_HOME"' EXIT
+  SCRATCH+=("$CONAN_HOME")
 fi
 export CONAN_HOME
 run() {
@@ -36,7 +38,7 @@ run() {
 t0=$(date +%s)
 if [ -n "$HEAD_ONLY" ]; then
   SNAP=$(mktemp -d /tmp/lmembed-conan-src.XXXXXX)
-  trap 'rm -rf "$CONAN_HOME" "$SNAP"' EXIT
+  SCRATCH+=("$SNAP")
   git archive HEAD | tar -x -C "$SNAP"
   cd "$SNAP"
   run echo "sources: git archive of $(git -C "$LMEMBED_ROOT" rev-parse --short HEAD)"
