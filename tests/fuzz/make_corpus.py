@@ -4,6 +4,7 @@ Real model files are 0.4-12 MB, too big for effective fuzzing, so each seed is a
 file cut from a real one: the real metadata (vocabulary shortened) and a few real tensors of
 each type (their first rows), re-packed with their original bytes. Also the real headers as found (prefixes).
 Run from the repository root with Debian's python3: /usr/bin/python3 tests/fuzz/make_corpus.py
+(`make_corpus.py quant` writes only corpus/quant/).
 """
 import json
 import os
@@ -193,11 +194,48 @@ def json_seeds():
     open(os.path.join(d, "safetensors-header.json"), "wb").write(raw[8:8 + min(n, 2048)].rstrip() + b"}")
 
 
+def quant_seeds():
+    """fuzz_quant: byte 0 picks the type (index below), then blocks. Per type: random blocks with
+    finite F16 scales (zero, subnormal, +-65504 among them), all-zero blocks, and one block with
+    a NaN scale; Q8_0 also gets the first real blocks of the stories260K-q8_0 seed."""
+    d = os.path.join(OUT, "quant")
+    os.makedirs(d, exist_ok=True)
+    # name, block bytes, F16 scale offsets (docs/formats.md), in fuzz_quant.cpp's kTypes order
+    types = [("q4_0", 18, [0]), ("q4_1", 20, [0, 2]), ("q5_0", 22, [0]), ("q5_1", 24, [0, 2]),
+             ("q8_0", 34, [0]), ("q2_k", 84, [80, 82]), ("q3_k", 110, [108]),
+             ("q4_k", 144, [0, 2]), ("q5_k", 176, [0, 2]), ("q6_k", 210, [208])]
+    rng = np.random.default_rng(15)
+    scales = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF,
+                       0x2E66], np.uint16)
+    for i, (name, bb, offs) in enumerate(types):
+        n = 4 if bb < 80 else 2
+        blocks = rng.integers(0, 256, (n, bb), dtype=np.uint8)
+        for o in offs:
+            blocks[:, o:o + 2] = scales[rng.integers(0, len(scales), n)].view(np.uint8).reshape(n, 2)
+        open(os.path.join(d, f"{name}-random.bin"), "wb").write(bytes([i]) + blocks.tobytes())
+        open(os.path.join(d, f"{name}-zero.bin"), "wb").write(bytes([i]) + bytes(bb))
+        bad = blocks[:1].copy()
+        bad[0, offs[-1]:offs[-1] + 2] = np.array([0x7E00], np.uint16).view(np.uint8)
+        open(os.path.join(d, f"{name}-nan-scale.bin"), "wb").write(bytes([i]) + bad.tobytes())
+    src = os.path.join(OUT, "gguf", "stories260K-q8_0-small.gguf")
+    if os.path.exists(src):
+        _, _, tensors, b, ds, _ = read_gguf(src)
+        q8 = [t for t in tensors if t[2] == 8]
+        if q8:
+            off = ds + q8[0][3]
+            open(os.path.join(d, "q8_0-stories260K.bin"), "wb").write(bytes([4]) + b[off:off + 4 * 34])
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["quant"]:  # only the fuzz_quant seeds
+        quant_seeds()
+        sys.exit(0)
     gguf_seeds()
     safetensors_seeds()
     npy_seeds()
     json_seeds()
+    quant_seeds()
     for sub in sorted(os.listdir(OUT)):
         p = os.path.join(OUT, sub)
         if os.path.isdir(p):
