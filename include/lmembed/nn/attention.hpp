@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lmembed/nn/linear.hpp"
@@ -96,16 +97,25 @@ struct CrossAttention {
         const auto [qa, qb] = lay.q_range(s, nqr);
         const auto [ka, kb] = lay.kv_range(s, nkr);
         MatrixX<T>& p = ctx.p[static_cast<std::size_t>(s * heads + h)];
-        p.noalias() = ctx.q.block(qa, h * hd, qb - qa, hd) *
-                      ctx.kv.block(ka, h * hd, kb - ka, hd).transpose();
+        p.resize(qb - qa, kb - ka);
+        // The products on the dispatched GEMM kernel for float (nn/gemm.hpp).
+        block_nt(ctx.q.block(qa, h * hd, qb - qa, hd), ctx.kv.block(ka, h * hd, kb - ka, hd), p,
+                 false);
         for (Eigen::Index i = 0; i < p.rows(); ++i) {
           auto r = p.row(i);
           const T m = r.maxCoeff();
-          r = ((r.array() - m) * scale).exp();
-          r /= r.sum();
+          if constexpr (std::is_same_v<T, float>) {
+            // e^(x scale - m scale) with the run-time level's vector exp.
+            r *= scale;
+            const double sum = ::lmembed::detail::exp_shift_sum(r.data(), r.size(), m * scale);
+            r *= static_cast<float>(1.0 / sum);
+          } else {
+            r = ((r.array() - m) * scale).exp();
+            r /= r.sum();
+          }
         }
-        ctx.o.block(lay.out_begin(s, nqr), h * hd, qb - qa, hd).noalias() =
-            p * ctx.kv.block(ka, in + h * hd, kb - ka, hd);
+        block_nn(p, ctx.kv.block(ka, in + h * hd, kb - ka, hd),
+                 ctx.o.block(lay.out_begin(s, nqr), h * hd, qb - qa, hd), false);
       }
     }
     to_out.forward(ctx.o, y);
@@ -123,22 +133,26 @@ struct CrossAttention {
     const bool par = work(lay, nqr, nkr) > 2'000'000;
 #pragma omp parallel for schedule(dynamic) if (par)
     for (std::int64_t h = 0; h < heads; ++h) {
-      MatrixX<T> dp;
+      MatrixX<T> dp, pt;  // pt: a transposed copy (the products take row-major blocks)
       for (std::int64_t s = 0; s < lay.n_segments; ++s) {
         const auto [qa, qb] = lay.q_range(s, nqr);
         const auto [ka, kb] = lay.kv_range(s, nkr);
         const MatrixX<T>& p = ctx.p[static_cast<std::size_t>(s * heads + h)];
         const auto dO = d_o.block(lay.out_begin(s, nqr), h * hd, qb - qa, hd);
-        dp.noalias() = dO * ctx.kv.block(ka, in + h * hd, kb - ka, hd).transpose();
-        dkv.block(ka, in + h * hd, kb - ka, hd).noalias() += p.transpose() * dO;
+        dp.resize(qb - qa, kb - ka);
+        block_nt(dO, ctx.kv.block(ka, in + h * hd, kb - ka, hd), dp, false);
+        pt = p.transpose();
+        block_nn(pt, dO, dkv.block(ka, in + h * hd, kb - ka, hd), true);
         // softmax backward: dS = P * (dP - rowsum(P * dP)), then the 1/sqrt(hd) scale.
         for (Eigen::Index i = 0; i < dp.rows(); ++i) {
           const T dot = p.row(i).dot(dp.row(i));
           dp.row(i) = (p.row(i).array() * (dp.row(i).array() - dot) * scale).matrix();
         }
-        dq.block(qa, h * hd, qb - qa, hd).noalias() += dp * ctx.kv.block(ka, h * hd, kb - ka, hd);
-        dkv.block(ka, h * hd, kb - ka, hd).noalias() +=
-            dp.transpose() * ctx.q.block(qa, h * hd, qb - qa, hd);
+        block_nn(dp, ctx.kv.block(ka, h * hd, kb - ka, hd), dq.block(qa, h * hd, qb - qa, hd),
+                 true);
+        pt = dp.transpose();
+        block_nn(pt, ctx.q.block(qa, h * hd, qb - qa, hd), dkv.block(ka, h * hd, kb - ka, hd),
+                 true);
       }
     }
     to_q.backward(xq, dq, dxq);

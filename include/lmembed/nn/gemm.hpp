@@ -1,8 +1,11 @@
 // lmembed/nn/gemm.hpp - C (+)= A B^T, the product behind Linear's forward and input gradient.
 //
-// float runs on the backbone's packed AVX-512 kernel (lmembed/backbone/gemm.hpp), which beats
-// Eigen's general kernel by ~25 % on this machine at the heads' shapes (4096 x 896 x 7168):
-// B is packed per call, O(n k) beside the O(m n k) product. double (gradient checks) uses Eigen.
+// float runs on the backbone's packed kernel (lmembed/backbone/gemm.hpp, dispatched at run time
+// to AVX-512 / AVX2 / portable), which beats Eigen's general kernel by ~25 % on this machine at
+// the heads' shapes (4096 x 896 x 7168): B is packed per call, O(n k) beside the O(m n k)
+// product. The attention's per-head products (strided blocks, block_nt / block_nn below) run on
+// it too: Eigen's own kernel is compiled for the translation unit's ISA (SSE2 in a plain x86-64
+// build). double (gradient checks) uses Eigen.
 #pragma once
 
 #include <algorithm>
@@ -66,6 +69,73 @@ inline void packed_gemm(const MatrixX<float>& a, const detail::PackedWeight& b, 
   const int threads = 1;
 #endif
   detail::gemm_nt(a.data(), a.cols(), a.rows(), b, c, ldc, accumulate, threads, scratch);
+}
+
+/// Packs the rows of b [n, k] (row stride ldb) as a PackedWeight of n x k, reusing p's buffer
+/// (the last panel's rows past n are zero).
+inline void pack_nk(const float* b, std::int64_t n, std::int64_t k, std::int64_t ldb,
+                    detail::PackedWeight& p) {
+  p.n = n;
+  p.k = k;
+  p.data.resize(static_cast<std::size_t>(p.panels() * detail::kNr * k));
+  if (n % detail::kNr != 0) {
+    float* last = p.data.data() + (p.panels() - 1) * k * detail::kNr;
+    std::memset(last, 0, static_cast<std::size_t>(k * detail::kNr) * sizeof(float));
+  }
+  p.pack_rows(b, n, ldb, 0);
+}
+
+/// Packs b^T for b [k, n] (row stride ldb) as a PackedWeight of n x k, reusing p's buffer.
+inline void pack_kn(const float* b, std::int64_t k, std::int64_t n, std::int64_t ldb,
+                    detail::PackedWeight& p) {
+  p.n = n;
+  p.k = k;
+  p.data.resize(static_cast<std::size_t>(p.panels() * detail::kNr * k));
+  for (std::int64_t pi = 0; pi < p.panels(); ++pi) {
+    const std::int64_t c0 = pi * detail::kNr;
+    const std::int64_t cols = std::min<std::int64_t>(detail::kNr, n - c0);
+    float* dst = p.data.data() + pi * k * detail::kNr;
+    for (std::int64_t kk = 0; kk < k; ++kk) {
+      std::memcpy(dst + kk * detail::kNr, b + kk * ldb + c0,
+                  static_cast<std::size_t>(cols) * sizeof(float));
+      std::fill(dst + kk * detail::kNr + cols, dst + (kk + 1) * detail::kNr, 0.0f);
+    }
+  }
+}
+
+/// c (+)= a * b^T for row-major blocks (a [m, k], b [n, k], c [m, n], any row strides), on
+/// the calling thread: float on the dispatched kernel (b packed per call), other types Eigen.
+template <class A, class B, class C>
+void block_nt(const A& a, const B& b, C&& c, bool accumulate) {
+  using T = typename A::Scalar;
+  if constexpr (std::is_same_v<T, float>) {
+    thread_local detail::PackedWeight pw;
+    thread_local detail::GemmScratch scratch;
+    pack_nk(b.data(), b.rows(), b.cols(), b.outerStride(), pw);
+    detail::gemm_nt(a.data(), a.outerStride(), a.rows(), pw, c.data(), c.outerStride(), accumulate,
+                    1, scratch);
+  } else if (accumulate) {
+    c.noalias() += a * b.transpose();
+  } else {
+    c.noalias() = a * b.transpose();
+  }
+}
+
+/// c (+)= a * b for row-major blocks (a [m, k], b [k, n], c [m, n]); as block_nt.
+template <class A, class B, class C>
+void block_nn(const A& a, const B& b, C&& c, bool accumulate) {
+  using T = typename A::Scalar;
+  if constexpr (std::is_same_v<T, float>) {
+    thread_local detail::PackedWeight pw;
+    thread_local detail::GemmScratch scratch;
+    pack_kn(b.data(), b.rows(), b.cols(), b.outerStride(), pw);
+    detail::gemm_nt(a.data(), a.outerStride(), a.rows(), pw, c.data(), c.outerStride(), accumulate,
+                    1, scratch);
+  } else if (accumulate) {
+    c.noalias() += a * b;
+  } else {
+    c.noalias() = a * b;
+  }
 }
 
 /// c = a * b (a [m, k], b [k, n]).
