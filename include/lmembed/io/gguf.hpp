@@ -2,7 +2,9 @@
 //
 // The file is memory-mapped and trusted for nothing: every count, length and offset is checked
 // against the bytes that remain before it is used (overflow-safe), so a hostile file raises a
-// format_error naming the file, the byte offset and what is wrong, never a crash.
+// format_error naming the file, the byte offset and what is wrong, never a crash. Quantized
+// tensors (Q4_0 ... Q6_K, lmembed/io/quant.hpp) must hold whole blocks per row, and every
+// block's F16 scales must be finite: checked here, at open, for every tensor.
 // Tensor shapes are reported outermost-first, i.e. reversed from GGUF's ne[] order, so that
 // token_embd.weight of a model with vocabulary V and width D has shape [V, D] and matrices are
 // [out, in] like PyTorch.
