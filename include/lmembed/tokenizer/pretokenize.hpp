@@ -107,12 +107,14 @@ struct PreTokenizer {
         name == "roberta-bpe" || name == "jina-es" || name == "jina-de") {
       p.steps = {gpt2()};
     } else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3" || name == "dbrx" ||
-               name == "smaug-bpe" || name == "falcon3") {
+               name == "smaug-bpe" || name == "falcon3" || name == "pixtral") {
       p.steps = {llama3(3)};
-    } else if (name == "qwen2" || name == "stablelm2" || name == "deepseek-r1-qwen") {
+    } else if (name == "qwen2" || name == "stablelm2" || name == "deepseek-r1-qwen" ||
+               name == "megrez") {
       p.steps = {llama3(1)};
     } else if (name == "smollm" || name == "starcoder" || name == "refact" || name == "command-r" ||
-               name == "codeshell" || name == "exaone" || name == "minerva") {
+               name == "codeshell" || name == "exaone" || name == "minerva-7b" ||
+               name == "mellum2") {
       // Every number code point is cut off alone before the GPT-2 pattern runs, so its
       // " ?\p{N}+" can never join digits (llama.cpp LLAMA_VOCAB_PRE_TYPE_SMOLLM and friends).
       p.steps = {run(C::number, false, 1), gpt2()};

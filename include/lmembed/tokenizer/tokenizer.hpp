@@ -255,7 +255,8 @@ class Tokenizer {
       t.add_bos_ = t.add_eos_ = false;
       const std::string pre = f.get_or<std::string>("tokenizer.ggml.pre", "default");
       t.pre_ = detail::PreTokenizer::named(pre);
-      if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "falcon3") {
+      if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "falcon3" ||
+          pre == "pixtral") {
         t.ignore_merges_ = true;
         t.add_bos_ = true;
       }
