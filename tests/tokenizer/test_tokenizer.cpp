@@ -3,6 +3,7 @@
 // stories260K goldens (data/golden/*.json); plus Unicode tables, bad input and threads.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 
 #include <filesystem>
@@ -388,9 +389,9 @@ TEST(PreTokenizer, LlamaBpeKnownSplits) {
   EXPECT_EQ(lmembed::detail::split_words(qwen, "x 123"), (W{"x", " ", "1", "2", "3"}));
 }
 
-// "smollm" (SmolLM/SmolLM2; also starcoder, refact, command-r, codeshell, exaone, minerva):
-// \p{N} cuts every number code point off alone, then the GPT-2 pattern runs. Each word below is
-// one token of SmolLM2's vocabulary or ends on a token boundary in llama.cpp's output for it.
+// "smollm" (SmolLM/SmolLM2; also starcoder, refact, command-r, codeshell, exaone, minerva-7b,
+// mellum2): \p{N} cuts every number code point off alone, then the GPT-2 pattern runs. llama.cpp's
+// tokens for these strings on SmolLM2 (TokenizerRealModel below) all end on these word boundaries.
 TEST(PreTokenizer, SmollmKnownSplits) {
   const auto pre = lmembed::detail::PreTokenizer::named("smollm");
   using W = std::vector<std::string>;
@@ -407,8 +408,48 @@ TEST(PreTokenizer, SmollmKnownSplits) {
   EXPECT_EQ(split("x   "), (W{"x", "   "}));
   EXPECT_EQ(split("(hi)!!\n"), (W{"(", "hi", ")!!", "\n"}));
   EXPECT_EQ(split("\tfoo"), (W{"\t", "foo"}));
-  for (const char* alias : {"starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"})
+  for (const char* alias :
+       {"starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2"})
     EXPECT_EQ(lmembed::detail::split_words(lmembed::detail::PreTokenizer::named(alias), "a 12"),
               (W{"a", " ", "1", "2"}))
         << alias;
+}
+
+// The real model (SmolLM2-135M-Instruct, "smollm"; scripts/fetch_models.sh): the ids llama.cpp's
+// llama_tokenize gave for these strings (add_special true; parse_special false, then true).
+// tests/tokenizer/test_real_tokenizer.py compares ~40,000 texts the same way.
+TEST(TokenizerRealModel, SmolLM2MatchesLlamaCpp) {
+  const char* env = std::getenv("LMEMBED_REAL_MODEL");
+  if (!env || !*env || !fs::exists(env))
+    GTEST_SKIP() << "LMEMBED_REAL_MODEL unset or missing (scripts/fetch_models.sh)";
+  const Tokenizer tok = Tokenizer::load(env);
+  EXPECT_EQ(tok.pre_tokenizer(), "smollm");
+  EXPECT_EQ(tok.vocab_size(), 49152u);
+  EXPECT_FALSE(tok.add_bos());
+  EXPECT_FALSE(tok.add_eos());
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  using V = std::vector<std::int32_t>;
+  EXPECT_EQ(tok.encode("Hello world"), (V{19556, 905}));
+  EXPECT_EQ(tok.encode("1234567"), (V{33, 34, 35, 36, 37, 38, 39}));
+  EXPECT_EQ(tok.encode(" 2024"), (V{216, 34, 32, 34, 36}));
+  EXPECT_EQ(tok.encode("x2y"), (V{104, 34, 105}));
+  EXPECT_EQ(tok.encode("it's 3.14"), (V{269, 506, 216, 35, 30, 33, 36}));
+  EXPECT_EQ(tok.encode("I'LL go"), (V{57, 23, 16421, 685}));
+  EXPECT_EQ(tok.encode("\xc2\xbd \xd9\xa3\xd9\xa4 \xe2\x85\xab"),
+            (V{16738, 216, 164, 113, 164, 114, 216, 173, 223, 121}));
+  EXPECT_EQ(tok.encode("a  \n\n b"), (V{81, 256, 1116, 278}));
+  EXPECT_EQ(tok.encode("x   "), (V{104, 333}));
+  EXPECT_EQ(tok.encode("(hi)!!\n"), (V{24, 6004, 25, 10095, 198}));
+  EXPECT_EQ(tok.encode("\tfoo"), (V{197, 15236}));
+  EXPECT_EQ(tok.encode("In 2024, I'LL pay $1,234.56 for 3 llamas \xf0\x9f\xa6\x99."),
+            (V{788, 216, 34, 32, 34, 36,  28,  339, 23,  16421, 2290, 1885,  33,  28,  34,
+               35,  36,  30, 37, 38, 327, 216, 35,  303, 4130,  292,  15107, 116, 243, 30}));
+  const std::string chat = "<|im_start|>user\nHi<|im_end|>";
+  EXPECT_EQ(tok.encode(chat),
+            (V{44, 108, 306, 79, 3738, 108, 46, 4093, 198, 26843, 44, 108, 306, 79, 486, 108, 46}));
+  EncodeOptions special;
+  special.parse_special = true;
+  EXPECT_EQ(tok.encode(chat, special), (V{1, 4093, 198, 26843, 2}));
+  EXPECT_EQ(tok.decode(tok.encode(chat, special)), "user\nHi");  // control tokens render as ""
 }
