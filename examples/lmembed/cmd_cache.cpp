@@ -66,8 +66,13 @@ int run_cache(std::span<const std::string> argv) {
   }
   const std::string model = a.require("--model"), data = a.require("--data"),
                     out = a.require("--out");
-  const lmembed::CaptureSpec spec = train::parse_capture(a.require("--capture"));
-  const auto attention = lmembed::parse_attention(a.get_or("--attention", "causal"));
+  using lmembed::cli::parse_option;
+  const lmembed::CaptureSpec spec =
+      parse_option("--capture", a.require("--capture"),
+                   [](const std::string& s) { return train::parse_capture(s); });
+  const auto attention =
+      parse_option("--attention", a.get_or("--attention", "causal"),
+                   [](const std::string& s) { return lmembed::parse_attention(s); });
   const auto dtype = lmembed::io::parse_dtype(a.get_or("--dtype", "f32"));
   if (dtype != lmembed::io::DType::f32 && dtype != lmembed::io::DType::f16)
     throw usage_error("--dtype must be f32 or f16");
@@ -75,10 +80,17 @@ int run_cache(std::span<const std::string> argv) {
   train::Communicator& comm = train::world();  // MPI_COMM_WORLD under mpirun
   train::ReadStats st;
   const auto examples = train::read_examples(data, {a.has("--skip-bad")}, &st);
+  if (examples.empty())
+    throw lmembed::input_error(data + ": holds no training examples" +
+                               (st.skipped ? " (every line was skipped as malformed)"
+                                           : " (an empty file, or only blank lines)"));
   if (st.skipped && comm.rank() == 0)
     std::cerr << "lmembed cache: skipped " << st.skipped << " malformed line(s) of " << data
               << " (first: " << st.first_errors.front() << ")\n";
   const auto dataset = train::CacheDataset::from_examples(examples);
+  // One `lmembed cache` per folder (the ranks of one mpirun share it; rank 0 holds the lock).
+  lmembed::DirLock lock;
+  if (comm.rank() == 0) lock = lmembed::DirLock::acquire(out, "lmembed cache");
 
   const auto tokenizer = lmembed::Tokenizer::load(model);
   auto backbone = lmembed::Backbone::load(model);

@@ -48,6 +48,10 @@ int run_data(std::span<const std::string> argv) {
     if (a.positional().size() != 2) throw usage_error("check needs one FILE.jsonl");
     train::ReadStats st;
     const auto ex = train::read_examples(a.positional()[1], {a.has("--skip-bad")}, &st);
+    if (ex.empty())
+      throw lmembed::input_error(a.positional()[1] + ": holds no training examples" +
+                                 (st.skipped ? " (every line was skipped as malformed)"
+                                             : " (an empty file, or only blank lines)"));
     std::size_t negs = 0;
     for (const auto& e : ex) negs += e.negatives.size();
     std::cout << "lines " << st.lines << "\nexamples " << st.examples << "\nskipped " << st.skipped

@@ -1,4 +1,5 @@
 // `lmembed embed`: texts (or token ids) in, one embedding per line out, as float32 .npy.
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <span>
@@ -25,16 +26,24 @@ std::vector<std::string> read_lines(const std::string& path) {
   if (path == "-") {
     read(std::cin);
   } else {
+    // An ifstream opens a folder and reads nothing from it: say so instead of embedding nothing.
+    if (std::filesystem::is_directory(path)) throw lmembed::io_error(path + ": is a folder");
     std::ifstream f(path, std::ios::binary);
     if (!f) throw lmembed::io_error(path + ": cannot open for reading");
     read(f);
+    if (f.bad()) throw lmembed::io_error(path + ": read error");
   }
+  if (lines.empty())
+    throw lmembed::input_error((path == "-" ? std::string("stdin") : path) +
+                               ": holds no lines to embed (empty input)");
   return lines;
 }
 
-/// Parses space-separated token ids per line (input_error naming line and token otherwise).
+/// Parses space-separated token ids per line (input_error naming line and token otherwise):
+/// ids in [0, n_vocab), at most n_ctx of them unless `truncate`.
 lmembed::TokenBatch parse_ids(const std::vector<std::string>& lines, const std::string& path,
-                              std::int32_t pool_from) {
+                              std::int32_t pool_from, std::int64_t n_vocab, std::int64_t n_ctx,
+                              bool truncate) {
   lmembed::TokenBatch b;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     std::vector<std::int32_t> ids;
@@ -55,10 +64,19 @@ lmembed::TokenBatch parse_ids(const std::vector<std::string>& lines, const std::
         throw lmembed::input_error(path + ":" + std::to_string(i + 1) + ": '" + tok +
                                    "' is not a token id");
       }
+      if (ids.back() >= n_vocab)
+        throw lmembed::input_error(path + ":" + std::to_string(i + 1) + ": token id " + tok +
+                                   " is out of the model's vocabulary [0, " +
+                                   std::to_string(n_vocab) + ")");
       p = q;
     }
     if (ids.empty())
       throw lmembed::input_error(path + ":" + std::to_string(i + 1) + ": no token ids");
+    if (!truncate && static_cast<std::int64_t>(ids.size()) > n_ctx)
+      throw lmembed::input_error(path + ":" + std::to_string(i + 1) + ": " +
+                                 std::to_string(ids.size()) +
+                                 " token ids, more than the model's context length " +
+                                 std::to_string(n_ctx) + " (cut them: --truncate)");
     const auto n = static_cast<std::int32_t>(ids.size());
     lmembed::detail::add_sequence(b, ids, std::min(pool_from, n - 1));
   }
@@ -120,10 +138,17 @@ int run_embed(std::span<const std::string> argv) {
   const std::string model = a.require("--model");
   const std::string input = a.require("--input");
   const std::string output = a.require("--output");
-  const auto attention = lmembed::parse_attention(a.get_or("--attention", "causal"));
-  const auto device = lmembed::cli::parse_device(a.get_or("--device", "cpu"));
+  using lmembed::cli::parse_option;
+  const auto attention =
+      parse_option("--attention", a.get_or("--attention", "causal"),
+                   [](const std::string& s) { return lmembed::parse_attention(s); });
+  const auto device =
+      parse_option("--device", a.get_or("--device", "cpu"),
+                   [](const std::string& s) { return lmembed::cli::parse_device(s); });
   const std::string pooling = a.get_or("--pooling", "eos");
-  (void)lmembed::pooling::capture_of(pooling);  // a bad name fails before the model loads
+  // A bad name fails before the model loads (a missing or extra --head when the encoder is made).
+  (void)parse_option("--pooling", pooling,
+                     [](const std::string& s) { return lmembed::pooling::capture_of(s); });
   const long long pool_from = a.get_int("--pool-from", 0);
   if (pool_from < 0) throw usage_error("--pool-from must be >= 0");
   const long long threads = a.get_int("--threads", 0);
@@ -136,8 +161,18 @@ int run_embed(std::span<const std::string> argv) {
   lmembed::cli::require_device(device);  // before any model work
 
   const std::vector<std::string> lines = read_lines(input);
-  lmembed::Tokenizer tok = lmembed::Tokenizer::load(model);
+  // Token ids need no tokenizer: an HF folder without tokenizer.json is fine with --ids (the
+  // tokenizer only supplies the EOS id, whose check is then skipped).
+  namespace fs = std::filesystem;
+  const bool no_tokenizer =
+      a.has("--ids") && fs::is_directory(model) && !fs::exists(fs::path(model) / "tokenizer.json");
+  lmembed::Tokenizer tok = no_tokenizer ? lmembed::Tokenizer{} : lmembed::Tokenizer::load(model);
   lmembed::EncoderOptions o;
+  if (no_tokenizer) {
+    o.eos_check = lmembed::EosCheck::off;
+    std::cerr << "lmembed embed: " << model
+              << " has no tokenizer.json: the ids are used as given, EOS is not checked\n";
+  }
   o.normalize = !a.has("--no-normalize");
   o.add_eos = a.has("--eos") ? true : tok.add_eos();
   o.pool_from = static_cast<std::int32_t>(pool_from);
@@ -147,17 +182,31 @@ int run_embed(std::span<const std::string> argv) {
   o.progress = lines.size() > 1000;
   std::cerr << "lmembed embed: loading " << model
             << (device == lmembed::cli::Device::cuda ? " onto the GPU" : "") << "\n";
-  auto enc = device == lmembed::cli::Device::cuda
-                 ? lmembed::cli::device_hooks().make_encoder(model, attention, pooling,
-                                                             a.get_or("--head", ""), o)
-                 : lmembed::make_encoder(lmembed::Backbone::load(model), std::move(tok), attention,
-                                         pooling, a.get_or("--head", ""), o);
+  const std::string head = a.get_or("--head", "");
+  const bool cuda = device == lmembed::cli::Device::cuda;
+  lmembed::AnyEncoder enc;
+  try {
+    enc = cuda ? lmembed::cli::device_hooks().make_encoder(model, attention, pooling, head, o)
+               : lmembed::make_encoder(lmembed::Backbone::load(model), std::move(tok), attention,
+                                       pooling, head, o);
+  } catch (const lmembed::config_error& e) {
+    // A head that does not fit the model (width, layers): say which file.
+    if (head.empty() || std::string_view(e.what()).find(head) != std::string_view::npos) throw;
+    throw lmembed::config_error(head + ": " + e.what());
+  }
   lmembed::Matrix e;
   if (a.has("--ids")) {
-    const lmembed::TokenBatch b = parse_ids(lines, input, o.pool_from);
+    // (The GPU encoder keeps no CPU backbone to ask: its forward checks the ids.)
+    const std::int64_t n_vocab = cuda ? INT32_MAX : enc->backbone().config().n_vocab;
+    const std::int64_t n_ctx = cuda ? INT64_MAX : enc->backbone().config().n_ctx;
+    const lmembed::TokenBatch b = parse_ids(lines, input, o.pool_from, n_vocab, n_ctx, o.truncate);
     e = enc->encode(b);
   } else {
-    e = enc->encode(lines, a.get_or("--instruction", ""));
+    try {
+      e = enc->encode(lines, a.get_or("--instruction", ""));
+    } catch (const lmembed::input_error& err) {  // "text N of M ...": N is line N of the input
+      throw lmembed::input_error((input == "-" ? std::string("stdin") : input) + ": " + err.what());
+    }
   }
   lmembed::io::write_npy(output, e);
   std::cerr << "lmembed embed: wrote " << e.rows() << " x " << e.cols() << " to " << output << "\n";

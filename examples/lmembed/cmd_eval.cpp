@@ -1,6 +1,7 @@
 // `lmembed eval`: scores an embedding model (or precomputed embeddings) on MTEB-style tasks,
 // prints a table of main scores and writes one JSON record per task.
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -121,7 +122,16 @@ int run_eval(std::span<const std::string> argv) {
   if (model && (!a.has("--attention") || !a.has("--pooling")))
     throw usage_error("--model needs --attention and --pooling");
 
-  const auto device = lmembed::cli::parse_device(a.get_or("--device", "cpu"));
+  using lmembed::cli::parse_option;
+  const auto device =
+      parse_option("--device", a.get_or("--device", "cpu"),
+                   [](const std::string& s) { return lmembed::cli::parse_device(s); });
+  if (model) {  // bad names are usage errors, before any task or model is read
+    (void)parse_option("--attention", *a.get("--attention"),
+                       [](const std::string& s) { return lmembed::parse_attention(s); });
+    (void)parse_option("--pooling", *a.get("--pooling"),
+                       [](const std::string& s) { return lmembed::pooling::capture_of(s); });
+  }
   if (!dump) lmembed::cli::require_device(device);  // before any model or task work
 
   ev::EvalOptions opt;
@@ -205,7 +215,24 @@ int run_eval(std::span<const std::string> argv) {
       keys.emplace_back(ev::detail::str_field(recs[i], "instruction", texts_file, i),
                         ev::detail::str_field(recs[i], "text", texts_file, i));
     const std::string npy = *a.get("--embeddings");
-    embed = ev::LookupEmbedder(std::move(keys), lmembed::io::read_npy(npy).to_matrix());
+    const lmembed::io::NpyArray arr = lmembed::io::read_npy(npy);
+    using lmembed::io::DType;
+    if (arr.shape.size() != 2)
+      throw lmembed::shape_error(npy + ": embeddings must be a 2-D array [n_texts, d], got " +
+                                 std::to_string(arr.shape.size()) + " dimensions");
+    if (arr.dtype != DType::f32 && arr.dtype != DType::f16 && arr.dtype != DType::bf16 &&
+        arr.dtype != DType::f64)
+      throw lmembed::format_error(npy + ": embeddings must be floating point, got " +
+                                  lmembed::io::to_string(arr.dtype) + " (token ids?)");
+    lmembed::Matrix E = arr.to_matrix();
+    // One NaN would poison every score that touches it, silently: refuse it here.
+    for (Eigen::Index r = 0; r < E.rows(); ++r)
+      for (Eigen::Index c = 0; c < E.cols(); ++c)
+        if (!std::isfinite(E(r, c)))
+          throw lmembed::input_error(
+              npy + ": row " + std::to_string(r) + ", column " + std::to_string(c) + " is " +
+              (std::isnan(E(r, c)) ? "NaN" : "infinite") + " (embeddings must be finite)");
+    embed = ev::LookupEmbedder(std::move(keys), std::move(E));
     model_name = npy;
     design["embeddings"] = npy;
     design["embeddings_sha256"] = ev::sha256_file(npy);

@@ -5,6 +5,7 @@
 // so subcommands are added without touching main.cpp.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
@@ -130,9 +131,11 @@ class Args {
       std::size_t pos = 0;
       double x = std::stod(*v, &pos);
       if (pos != v->size()) throw std::invalid_argument("trailing");
+      // "nan" and "inf" parse, and NaN slips through every range check after this.
+      if (!std::isfinite(x)) throw std::invalid_argument("not finite");
       return x;
     } catch (const std::exception&) {
-      throw usage_error("option " + name + " expects a number, got '" + *v + "'");
+      throw usage_error("option " + name + " expects a finite number, got '" + *v + "'");
     }
   }
   std::vector<std::string> get_all(const std::string& name) const {
@@ -149,6 +152,18 @@ class Args {
   std::vector<std::string> positional_;
   bool help_ = false;
 };
+
+/// Calls `parse` on an option's value; its config_error (an unknown name) becomes a usage_error
+/// naming the option, so a bad value exits with status 2 like any other bad command line.
+template <class Parse>
+auto parse_option(const std::string& name, const std::string& value, Parse&& parse)
+    -> decltype(parse(value)) {
+  try {
+    return parse(value);
+  } catch (const lmembed::config_error& e) {
+    throw usage_error("option " + name + ": " + e.what());
+  }
+}
 
 /// A subcommand: receives the arguments after its name; returns the exit status.
 using CommandFn = int (*)(std::span<const std::string> args);

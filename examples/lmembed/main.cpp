@@ -2,11 +2,33 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "command.hpp"
 #include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/version.hpp"
+
+namespace {
+/// A message as one line: a file's own text quoted in an error (a 1 MB line, NUL bytes, control
+/// characters) is cut to 1000 bytes and its control bytes escaped.
+std::string one_line(std::string_view m) {
+  std::string out;
+  for (const char c : m.substr(0, 1000)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  if (m.size() > 1000) out += "... (" + std::to_string(m.size()) + " bytes)";
+  return out;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace lmembed::cli;
@@ -35,18 +57,22 @@ int main(int argc, char** argv) {
   }
   auto it = registry().find(args[0]);
   if (it == registry().end()) {
-    std::cerr << "lmembed: unknown command '" << args[0] << "'\n";
-    print_help();
+    std::cerr << "lmembed: error: unknown command '" << one_line(args[0])
+              << "' (see lmembed --help)\n";
     return 2;
   }
   try {
     return it->second.run(std::span<const std::string>(args).subspan(1));
   } catch (const usage_error& e) {
-    std::cerr << "lmembed " << args[0] << ": " << e.what() << "\n(see lmembed " << args[0]
-              << " --help)\n";
+    // One line, so scripts and logs keep the whole message with the command at fault.
+    std::cerr << "lmembed " << args[0] << ": error: " << one_line(e.what()) << " (see lmembed "
+              << args[0] << " --help)\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "lmembed " << args[0] << ": error: " << e.what() << "\n";
+    std::cerr << "lmembed " << args[0] << ": error: " << one_line(e.what()) << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "lmembed " << args[0] << ": error: unexpected non-standard exception\n";
     return 1;
   }
 }

@@ -48,6 +48,16 @@ inline std::string clock_text(double s) {
   return buf;
 }
 
+/// Creates the folder of `out`; io_error naming it when that fails (a path through a file).
+inline void make_parent(const fs::path& out) {
+  if (!out.has_parent_path()) return;
+  std::error_code ec;
+  fs::create_directories(out.parent_path(), ec);
+  if (ec)
+    throw lmembed::io_error(out.parent_path().string() + ": cannot create the folder of --out " +
+                            out.string() + ": " + ec.message());
+}
+
 /// loss.csv: rows up to `keep_steps` of an earlier run are kept (resume), the rest dropped.
 inline std::string csv_prefix(const fs::path& csv, std::int64_t keep_steps) {
   std::string out = "step,loss,lr,grad_norm,texts,seconds\n";
@@ -78,7 +88,13 @@ template <class Trainer, class Head>
 int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, const Args& a,
                bool lead) {
   const fs::path out = a.require("--out");
-  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  make_parent(out);
+  // One writer of the folder of --out (loss.csv, the default checkpoints): a second training
+  // into it is refused while this one runs.
+  lmembed::DirLock lock;
+  if (lead)
+    lock = lmembed::DirLock::acquire(out.has_parent_path() ? out.parent_path() : fs::path("."),
+                                     "lmembed train");
   const fs::path ckpt_dir =
       a.get("--resume")
           ? fs::path(*a.get("--resume"))
@@ -199,7 +215,8 @@ inline Args parse_args(std::span<const std::string> argv) {
 
 /// The device `lmembed train` was asked to run on (--device, default cpu).
 inline Device device_of(const Args& a) {
-  return parse_device(a.get_or("--device", "cpu"));
+  return parse_option("--device", a.get_or("--device", "cpu"),
+                      [](const std::string& s) { return parse_device(s); });
 }
 
 /// Runs `lmembed train`: options, cache, head (initialized from --seed / --init-seed); --steps 0
@@ -229,6 +246,10 @@ int run(std::span<const std::string> argv, RunHead&& run_head) {
   opt.loss.symmetric = a.has("--symmetric");
   opt.loss.hard_negatives = !a.has("--no-hard-negatives");
   opt.adamw.weight_decay = a.get_double("--weight-decay", 0.0);
+  if (pooling != "latent")  // a bad name is a usage error, before any head is built
+    (void)parse_option("--pooling", pooling, [](const std::string& s) {
+      return lmembed::pooling::parse_multi_layer_input(s);
+    });
   if (opt.steps < 0 || opt.batch < 1 || opt.lr <= 0 || opt.warmup < 0 || opt.chunk < 0)
     throw usage_error("--batch, --lr must be positive; --steps, --warmup, --chunk >= 0");
   const int threads = static_cast<int>(a.get_int("--threads", 0));
@@ -242,7 +263,7 @@ int run(std::span<const std::string> argv, RunHead&& run_head) {
   auto finish = [&](auto& head) -> int {
     if (opt.steps == 0) {
       const fs::path out = a.require("--out");
-      if (out.has_parent_path()) fs::create_directories(out.parent_path());
+      make_parent(out);
       head.save(out);
       std::cerr << "lmembed train: --steps 0: wrote the untrained head to " << out.string() << "\n";
       return 0;

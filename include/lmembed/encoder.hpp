@@ -242,6 +242,14 @@ class Encoder final : public EncoderBase {
       while (j < texts.size() && (j == i || tokens < opt_.batch_tokens)) {
         TokenBatch one = detail::tokenize_texts(tokenizer_, texts.subspan(j, 1), instruction, opt_,
                                                 Pooling::capture);
+        // Say which text is too long here, where its index is known (the backbone sees only
+        // its place in a batch).
+        if (!opt_.truncate && one.n_tokens() > backbone_.config().n_ctx)
+          throw input_error(
+              "text " + std::to_string(j + 1) + " of " + std::to_string(texts.size()) + " has " +
+              std::to_string(one.n_tokens()) + " tokens, more than the model's context length " +
+              std::to_string(backbone_.config().n_ctx) +
+              " (cut it: --truncate / EncoderOptions::truncate)");
         tokens += one.n_tokens();
         detail::add_sequence(batch, one.sequence(0), one.pool_start(0));
         ++j;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,7 +150,9 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
       dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
              std::to_string(counter.fetch_add(1)));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw io_error(detail::os_message(tmp, "cannot create", errno));
+  if (fd < 0)  // name the file asked for (and its folder), not the temp file
+    throw io_error(detail::os_message(
+        path, "cannot write (creating a temp file in folder " + dir.string() + ")", errno));
   try {
     detail::write_all(fd, bytes.data(), bytes.size(), tmp);
     if (::fsync(fd) != 0) throw io_error(detail::os_message(tmp, "cannot fsync", errno));
@@ -175,6 +178,52 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
     ::close(dfd);
   }
 }
+
+/// An advisory lock (flock) on a folder that a command writes, held while the object lives, so
+/// that a second writer of the same folder (two `lmembed cache --out D`, two trainings beside
+/// one loss.csv) is refused instead of interleaving its files with the first one's. The lock is
+/// on the folder itself (no lock file is left), released when the process ends however it ends.
+class DirLock {
+ public:
+  DirLock() = default;
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+  DirLock(DirLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  DirLock& operator=(DirLock&& o) noexcept {
+    if (this != &o) {
+      release();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~DirLock() { release(); }
+
+  /// Creates `dir` if needed and locks it; io_error naming it when another process holds the
+  /// lock (`what` says who is refused, e.g. "lmembed cache").
+  static DirLock acquire(const std::filesystem::path& dir, const std::string& what) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw io_error(dir.string() + ": cannot create folder: " + ec.message());
+    DirLock l;
+    l.fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (l.fd_ < 0) throw io_error(detail::os_message(dir, "cannot open folder", errno));
+    if (::flock(l.fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err == EWOULDBLOCK)
+        throw io_error(dir.string() + ": another process is writing this folder (" + what +
+                       " refuses to share it; wait for the other run or choose another folder)");
+      throw io_error(detail::os_message(dir, "cannot lock folder", err));
+    }
+    return l;
+  }
+
+ private:
+  void release() noexcept {
+    if (fd_ >= 0) ::close(fd_);  // closing the last descriptor drops the flock
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
 
 /// Writes `text` to `path` atomically (see the byte overload).
 inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -485,6 +486,14 @@ inline Task load_bundled_task(const std::string& name, const std::filesystem::pa
 // ------------------------------------------------------------------ MTEB-layout folders
 
 namespace detail {
+/// format_error when a task file gave no usable records (a header alone, blank lines, an empty
+/// file): the metrics would otherwise fail later on empty inputs, far from the file at fault.
+inline void require_records(std::size_t n, const std::filesystem::path& file, const char* what) {
+  if (n == 0)
+    throw format_error(file.string() + ": holds no " + what +
+                       " (an empty file, or only blank or header lines)");
+}
+
 inline StsData read_sts_tsv(const std::filesystem::path& file) {
   const std::string text = read_text_file(file);
   StsData d;
@@ -504,6 +513,7 @@ inline StsData read_sts_tsv(const std::filesystem::path& file) {
       std::size_t pos = 0;
       score = std::stod(std::string(f[2]), &pos);
       if (pos != f[2].size()) throw std::invalid_argument("trailing");
+      if (!std::isfinite(score)) throw std::invalid_argument("not finite");
     } catch (const std::exception&) {
       if (line_no == 1) continue;  // a header line
       throw format_error(
@@ -514,15 +524,16 @@ inline StsData read_sts_tsv(const std::filesystem::path& file) {
     d.sentence2.emplace_back(f[1]);
     d.score.push_back(score);
   }
+  require_records(d.score.size(), file, "sentence pairs");
   return d;
 }
 
 inline double num_field(const json::Value& v, std::string_view key,
                         const std::filesystem::path& file, std::size_t record) {
   const json::Value* f = v.find(key);
-  if (!f || !f->is_number())
+  if (!f || !f->is_number() || !std::isfinite(f->as_double()))
     throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": \"" +
-                       std::string(key) + "\" must be a number");
+                       std::string(key) + "\" must be a finite number");
   return f->as_double();
 }
 
@@ -598,6 +609,7 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
         d.sentence2.push_back(detail::str_field(recs[i], "sentence2", test_jsonl, i));
         d.score.push_back(detail::num_field(recs[i], "score", test_jsonl, i));
       }
+      detail::require_records(d.score.size(), test_jsonl, "sentence pairs");
       t.data = std::move(d);
     }
     if (t.instruction.empty()) t.instruction = instructions::sts;
@@ -643,6 +655,9 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
       }
       d.qrels[std::string(f[0])][std::string(f[1])] = grade;
     }
+    detail::require_records(d.queries.size(), qf, "queries");
+    detail::require_records(d.docs.size(), cf, "documents");
+    detail::require_records(d.qrels.size(), rf, "relevance judgments");
     t.data = std::move(d);
   } else if (category == "classification") {
     ClassificationData d;
@@ -659,6 +674,8 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
           d.test_text.push_back(std::move(text)), d.test_label.push_back(label);
       }
     }
+    detail::require_records(d.train_text.size(), dir / "train.jsonl", "records");
+    detail::require_records(d.test_text.size(), dir / "test.jsonl", "records");
     d.label_names = li.names;
     t.data = std::move(d);
   } else if (category == "clustering") {
@@ -669,6 +686,7 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
       d.text.push_back(detail::str_field(recs[i], "text", test_jsonl, i));
       d.label.push_back(li(detail::str_field(recs[i], "label", test_jsonl, i)));
     }
+    detail::require_records(d.text.size(), test_jsonl, "records");
     d.label_names = li.names;
     t.data = std::move(d);
   } else if (category == "pair_classification") {
@@ -683,6 +701,7 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
                            ": label must be 0 or 1");
       d.label.push_back(static_cast<int>(l));
     }
+    detail::require_records(d.label.size(), test_jsonl, "sentence pairs");
     t.data = std::move(d);
   } else if (category == "reranking") {
     RerankingData d;
@@ -691,6 +710,7 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
       d.items.push_back({detail::str_field(recs[i], "query", test_jsonl, i),
                          detail::str_list(recs[i], "positive", test_jsonl, i),
                          detail::str_list(recs[i], "negative", test_jsonl, i)});
+    detail::require_records(d.items.size(), test_jsonl, "queries");
     t.data = std::move(d);
   } else {
     throw config_error(

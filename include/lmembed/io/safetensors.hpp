@@ -90,6 +90,19 @@ class SafetensorsFile {
     return 8 + (p == std::string_view::npos ? 0 : p);
   }
 
+  // A bad header length usually means another kind of file was given: say which, from its magic.
+  std::string not_safetensors() const {
+    const auto* b = reinterpret_cast<const unsigned char*>(bytes_.data());
+    const std::string_view head(reinterpret_cast<const char*>(b), 6);
+    const char* kind = head.substr(0, 4) == "GGUF"    ? "a GGUF file (a model, not a head)"
+                       : head == "\x93NUMPY"          ? "an .npy array"
+                       : head.substr(0, 2) == "PK"    ? "a zip archive (a PyTorch .pt/.bin?)"
+                       : b[0] == '{' || b[0] == '['   ? "JSON text"
+                       : head.substr(0, 5) == "<?xml" ? "XML text"
+                                                      : nullptr;
+    return kind ? std::string("not a safetensors file: it looks like ") + kind + "; " : "";
+  }
+
   void parse() {
     const std::uint64_t size = bytes_.size();
     if (size < 8)
@@ -97,10 +110,10 @@ class SafetensorsFile {
     std::uint64_t n = 0;
     std::memcpy(&n, bytes_.data(), 8);
     if (n > size - 8)
-      fail(0, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                  std::to_string(size) + " bytes)");
+      fail(0, not_safetensors() + "header length " + std::to_string(n) +
+                  " runs past the end of the file (" + std::to_string(size) + " bytes)");
     if (n > max_header_bytes)
-      fail(0, "header length " + std::to_string(n) + " exceeds the limit of " +
+      fail(0, not_safetensors() + "header length " + std::to_string(n) + " exceeds the limit of " +
                   std::to_string(max_header_bytes) + " bytes");
     if (n < 2) fail(8, "header of " + std::to_string(n) + " bytes cannot hold a JSON object");
     const std::string_view header(reinterpret_cast<const char*>(bytes_.data() + 8),

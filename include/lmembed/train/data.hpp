@@ -48,20 +48,55 @@ struct ReadStats {
 
 namespace detail {
 
+/// Byte offset of the first ill-formed UTF-8 sequence of `s` (overlong forms, surrogates and
+/// code points past U+10FFFF included), or npos. JSON text is UTF-8 (RFC 8259); a training text
+/// that is not would be tokenized into replacement characters and trained on silently.
+inline std::size_t first_invalid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80         ? 1
+                          : (c >> 5) == 6  ? 2
+                          : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4
+                                           : 0;
+    if (n == 0 || i + n > s.size()) return i;
+    std::uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1fu) : n == 3 ? (c & 0x0fu) : (c & 0x07u);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 2) return i;
+      cp = (cp << 6) | (d & 0x3fu);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+/// config_error unless `s` (the value of `key`) is well-formed UTF-8.
+inline const std::string& require_utf8(const std::string& s, const char* key) {
+  if (const std::size_t at = first_invalid_utf8(s); at != std::string_view::npos)
+    throw config_error(std::string("'") + key + "' is not valid UTF-8 (byte " + std::to_string(at) +
+                       " of the string)");
+  return s;
+}
+
 inline std::string require_text(const json::Value& obj, const char* key, const char* alt) {
   const json::Value* v = obj.find(key);
   if (!v && alt) v = obj.find(alt);
   if (!v) throw config_error(std::string("missing key '") + key + "'");
   if (!v->is_string()) throw config_error(std::string("'") + key + "' must be a string");
   if (v->as_string().empty()) throw config_error(std::string("'") + key + "' is empty");
-  return v->as_string();
+  return require_utf8(v->as_string(), key);
 }
 
 inline std::string optional_text(const json::Value& obj, const char* key) {
   const json::Value* v = obj.find(key);
   if (!v || v->is_null()) return {};
   if (!v->is_string()) throw config_error(std::string("'") + key + "' must be a string");
-  return v->as_string();
+  return require_utf8(v->as_string(), key);
 }
 
 }  // namespace detail
@@ -76,12 +111,12 @@ inline Example parse_example(std::string_view line, const std::string& source = 
   if (const json::Value* n = v.find("negative"); n && !n->is_null()) {
     if (n->is_string()) {
       if (n->as_string().empty()) throw config_error("'negative' is empty");
-      e.negatives.push_back(n->as_string());
+      e.negatives.push_back(detail::require_utf8(n->as_string(), "negative"));
     } else if (n->is_array()) {
       for (const auto& x : n->as_array()) {
         if (!x.is_string() || x.as_string().empty())
           throw config_error("'negative' must be a string or a list of non-empty strings");
-        e.negatives.push_back(x.as_string());
+        e.negatives.push_back(detail::require_utf8(x.as_string(), "negative"));
       }
     } else {
       throw config_error("'negative' must be a string or a list of strings");
