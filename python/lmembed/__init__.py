@@ -17,14 +17,10 @@ import json
 import os
 from typing import Any, Callable, Sequence, Tuple, Union
 
+from . import _lmembed
+from ._errors import ConfigError, Error, FormatError, InputError, IoError, ShapeError
 from ._lmembed import (  # noqa: F401  (re-exported API)
-    ConfigError,
     Encoder,
-    Error,
-    FormatError,
-    InputError,
-    IoError,
-    ShapeError,
     __version__,
     bundled_task_names,
     cache,
@@ -34,6 +30,8 @@ from ._lmembed import (  # noqa: F401  (re-exported API)
     train,
 )
 from ._lmembed import _evaluate
+
+_lmembed._set_error_types(Error, FormatError, ShapeError, ConfigError, IoError, InputError)
 
 __all__ = [
     "ConfigError", "Encoder", "Error", "FormatError", "InputError", "IoError", "ShapeError",

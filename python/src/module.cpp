@@ -25,23 +25,14 @@ namespace {
 
 using Array = nb::ndarray<nb::numpy, float, nb::ndim<2>, nb::c_contig>;
 
-// The Python exception classes, created once at import.
+// The Python exception classes (lmembed/_errors.py, handed over by _set_error_types at import;
+// defined in Python so that editors and type checkers see them).
 PyObject* g_error = nullptr;
 PyObject* g_format = nullptr;
 PyObject* g_shape = nullptr;
 PyObject* g_config = nullptr;
 PyObject* g_io = nullptr;
 PyObject* g_input = nullptr;
-
-PyObject* new_exception(nb::module_& m, const char* name, const char* doc, PyObject* bases) {
-  const std::string qual = std::string("lmembed.") + name;
-  PyObject* cls = PyErr_NewExceptionWithDoc(qual.c_str(), doc, bases, nullptr);
-  if (!cls) throw nb::python_error();
-  m.attr(name) = nb::handle(cls);
-  return cls;
-}
-
-nb::object bases(PyObject* a, PyObject* b) { return nb::make_tuple(nb::handle(a), nb::handle(b)); }
 
 void raise(PyObject* cls, const char* msg) {
   // An instance (not PyErr_SetString) so that subclasses of OSError keep the message as-is.
@@ -51,6 +42,7 @@ void raise(PyObject* cls, const char* msg) {
 }
 
 void translate(const std::exception_ptr& p, void*) {
+  if (!g_error) std::rethrow_exception(p);  // not set up: nanobind's RuntimeError
   try {
     std::rethrow_exception(p);
   } catch (const format_error& e) {
@@ -168,22 +160,18 @@ NB_MODULE(_lmembed, m) {
   m.doc() = "lmembed: decoder-only LLMs as text-embedding models (C++ library bindings)";
   m.attr("__version__") = LMEMBED_VERSION_STRING;
 
-  py::g_error = py::new_exception(m, "Error", "Base of every error lmembed raises.",
-                                  PyExc_RuntimeError);
-  py::g_format = py::new_exception(
-      m, "FormatError",
-      "A file's bytes are not what its format allows; .file and .offset name the place.",
-      py::bases(py::g_error, PyExc_ValueError).ptr());
-  py::g_shape = py::new_exception(m, "ShapeError", "Arrays whose shapes do not fit together.",
-                                  py::bases(py::g_error, PyExc_ValueError).ptr());
-  py::g_config =
-      py::new_exception(m, "ConfigError", "A configuration or argument that is missing or invalid.",
-                        py::bases(py::g_error, PyExc_ValueError).ptr());
-  py::g_io = py::new_exception(m, "IoError",
-                               "The operating system refused a file operation (names the file).",
-                               py::bases(py::g_error, PyExc_OSError).ptr());
-  py::g_input = py::new_exception(m, "InputError", "Input values out of their domain.",
-                                  py::bases(py::g_error, PyExc_ValueError).ptr());
+  m.def(
+      "_set_error_types",
+      [](py::nb::object error, py::nb::object format, py::nb::object shape, py::nb::object config,
+         py::nb::object io, py::nb::object input) {
+        py::g_error = error.release().ptr();
+        py::g_format = format.release().ptr();
+        py::g_shape = shape.release().ptr();
+        py::g_config = config.release().ptr();
+        py::g_io = io.release().ptr();
+        py::g_input = input.release().ptr();
+      },
+      "Installs the exception classes of lmembed._errors (called once by lmembed/__init__.py).");
   py::nb::register_exception_translator(&py::translate);
 
   py::nb::class_<py::PyEncoder>(

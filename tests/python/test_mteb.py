@@ -197,11 +197,14 @@ def se_diff(a, b):
 
 def main():
     import tempfile
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come (ctest -V)
     t_start = time.time()
     cpu0 = time.process_time()
     tmp = tempfile.mkdtemp(prefix="lmembed-mteb-")
     names = lmembed.bundled_task_names() + [make_reranking_dir(tmp)]
-    enc = lmembed.Encoder(MODEL, "causal", "mean")
+    # One backbone thread: on a shared machine OpenMP's barriers wait for descheduled threads,
+    # and the tiny model gains nothing from a second one.
+    enc = lmembed.Encoder(MODEL, "causal", "mean", threads=int(os.environ.get("LMEMBED_MTEB_THREADS", "1")))
     print(f"MTEB {mteb.__version__} vs lmembed {lmembed.__version__}: {os.path.basename(MODEL)}, "
           f"causal x mean, max_examples {CAP}")
 
@@ -215,8 +218,10 @@ def main():
     for ins, texts in by_ins.items():
         for text, v in zip(texts, enc.encode(texts, lmembed.format_instruction(ins))):
             rows[(ins, text)] = v
+        print(f"  {len(texts)} texts under {ins[:40]!r}: {time.time() - t0:.1f} s")
     E = np.stack([rows[k] for k in keys])
-    print(f"embedded {len(keys)} texts in {time.time() - t0:.1f} s")
+    print(f"embedded {len(keys)} texts in {time.time() - t0:.1f} s, "
+          f"CPU so far {time.process_time() - cpu0:.0f} s")
     # MTEB's side sees the prefixes as prompts (what lmembed.Encoder.encode receives).
     lookup = lmembed.Lookup([(lmembed.format_instruction(i), t) for i, t in keys], E)
 
