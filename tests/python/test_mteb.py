@@ -8,7 +8,10 @@ AbsTask* subclasses, fed lmembed.task_data's data, score them through lmembed.st
 over the same rows. Per task a table line: MTEB's score, lmembed's, the difference.
 
 Exact where the computation is deterministic: STS (Spearman of cosines), pair classification
-(cosine AP), retrieval and reranking (pytrec_eval / trec_eval: nDCG@10, MAP, MRR). Within a
+(cosine AP, accuracy, F1), retrieval and reranking (pytrec_eval / trec_eval: nDCG@10, MAP,
+recall, precision to the 5 decimals MTEB rounds them to; MRR@10 exactly).
+sentence-transformers' EmbeddingSimilarityEvaluator (through lmembed.st.SentenceTransformerLike)
+on STS-B: within 1e-5 (it ranks float32 cosines; lmembed's are double). Within a
 stated tolerance where each side draws its own random samples with its own RNG: classification
 (MTEB's undersampling and sklearn's LogisticRegression vs lmembed's) and clustering (MTEB's
 random.choices and sklearn's MiniBatchKMeans vs lmembed's): |difference| <= 4 standard errors of
@@ -33,6 +36,10 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")  # MTEB's and datasets' progress bars
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # in-memory data only: never the hub
+import warnings  # noqa: E402
+
+# sklearn's macro-F1 over 77 intents warns for every intent a weak model never predicts.
+warnings.filterwarnings("ignore", message=".*ill-defined.*")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -250,18 +257,20 @@ def main():
                                               t["data"]["score"], name="sts-b", batch_size=256)
             m = ev(st)
             checks.append(("spearman (ST)", m["sts-b_spearman_cosine"], rec["metrics"]["spearman"],
-                           1e-9, "exact; sentence-transformers' EmbeddingSimilarityEvaluator"))
+                           1e-5, "sentence-transformers' evaluator: float32 cosines"))
         elif cat == "pair_classification":
             checks += [("ap (cosine)", s["cosine_ap"], rec["metrics"]["ap"], 1e-9, "exact")]
             for k in ("accuracy", "f1"):
                 if k in rec["metrics"] and f"cosine_{k}" in s:
                     checks.append((f"{k} (cosine)", s[f"cosine_{k}"], rec["metrics"][k], 1e-9, "exact"))
         elif cat == "retrieval":
-            for k in ("ndcg_at_10", "mrr_at_10", "map_at_100", "recall_at_10", "recall_at_100",
-                      "precision_at_1"):
-                checks.append((k, s[k], rec["metrics"][k], 1e-9, "exact"))
+            # MTEB rounds nDCG, MAP, recall and precision to 5 decimals (retrieval_metrics.py).
+            for k in ("ndcg_at_10", "map_at_100", "recall_at_10", "recall_at_100", "precision_at_1"):
+                checks.append((k, s[k], rec["metrics"][k], 5e-6, "exact to MTEB's 5 decimals"))
+            checks.append(("mrr_at_10", s["mrr_at_10"], rec["metrics"]["mrr_at_10"], 1e-9, "exact"))
         elif cat == "reranking":
-            checks += [("map", s["map_at_1000"], rec["metrics"]["map"], 1e-9, "exact"),
+            checks += [("map", s["map_at_1000"], rec["metrics"]["map"], 5e-6,
+                        "exact to MTEB's 5 decimals"),
                        ("mrr_at_10", s["mrr_at_10"], rec["metrics"]["mrr_at_10"], 1e-9, "exact")]
         elif cat == "classification":
             a = [e["accuracy"] for e in s["scores_per_experiment"]]
