@@ -75,8 +75,8 @@ std::vector<std::string> evaluate(nb::object model, const std::vector<std::strin
     // the GIL held, everything else runs without it.
     embed = [model](std::span<const std::string> texts, std::string_view instruction) {
       nb::gil_scoped_acquire gil;
-      nb::object r = model(std::vector<std::string>(texts.begin(), texts.end()),
-                           std::string(instruction));
+      nb::object r =
+          model(std::vector<std::string>(texts.begin(), texts.end()), std::string(instruction));
       nb::object np = nb::module_::import_("numpy");
       r = np.attr("ascontiguousarray")(r, "dtype"_a = "float32");
       const int ndim = nb::cast<int>(r.attr("ndim"));
@@ -97,7 +97,8 @@ std::vector<std::string> evaluate(nb::object model, const std::vector<std::strin
     for (auto& t : loaded) t.instruction.clear();
   std::vector<std::string> out;
   nb::gil_scoped_release release;
-  for (const auto& t : loaded) out.push_back(json::dump(eval::to_json(eval::evaluate(t, embed, opt))));
+  for (const auto& t : loaded)
+    out.push_back(json::dump(eval::to_json(eval::evaluate(t, embed, opt))));
   return out;
 }
 

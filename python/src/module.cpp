@@ -106,7 +106,8 @@ void init_encoder(PyEncoder* self, const std::filesystem::path& model, const std
 }
 
 Array encode(PyEncoder& self, const std::vector<std::string>& texts,
-             const std::optional<std::string>& instruction, std::optional<std::int64_t> batch_size) {
+             const std::optional<std::string>& instruction,
+             std::optional<std::int64_t> batch_size) {
   if (batch_size && *batch_size < 1) throw config_error("batch_size must be >= 1");
   const std::string ins = instruction.value_or("");
   Matrix out;
@@ -201,7 +202,8 @@ NB_MODULE(_lmembed, m) {
       .def("tokenize", &py::tokenize, arg("texts"), arg("instruction") = py::nb::none(),
            "Token ids of texts exactly as encode() feeds them to the backbone (BOS/EOS rules of\n"
            "this encoder, the instruction prefix included).")
-      .def_prop_ro("dim", [](py::PyEncoder& s) { return s.enc->dim(); }, "Embedding width.")
+      .def_prop_ro(
+          "dim", [](py::PyEncoder& s) { return s.enc->dim(); }, "Embedding width.")
       .def_prop_ro(
           "attention", [](py::PyEncoder& s) { return std::string(s.enc->attention_name()); },
           "'causal' or 'bidirectional'.")

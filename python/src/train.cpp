@@ -143,8 +143,7 @@ Steps fit(const std::filesystem::path& cache_dir, const std::string& pooling,
 #endif
     Eigen::setNbThreads(threads);
   }
-  const std::int64_t every =
-      checkpoint_every.value_or(std::max<std::int64_t>(1, opt.steps / 10));
+  const std::int64_t every = checkpoint_every.value_or(std::max<std::int64_t>(1, opt.steps / 10));
   if (every < 1) throw config_error("checkpoint_every must be >= 1");
   // The same seeding and default sizes as `lmembed train` (train_command.hpp).
   const std::uint64_t iseed = init_seed ^ opt.seed;
@@ -184,14 +183,14 @@ void bind_train(nb::module_& m) {
         "rerun keeps the finished shards). capture: a pooling name or layers.tokens (e.g.\n"
         "'multi_layer', 'all_layers.last_token'). eos: append EOS (default: the model's flag;\n"
         "embed the trained head with the same add_eos). Returns the report as a dict.");
-  m.def("train", &fit, arg("cache"), arg("pooling"), arg("out"), nb::kw_only(),
-        arg("steps") = 100, arg("batch") = 32, arg("lr") = 1e-4, arg("warmup") = 0,
-        arg("seed") = 42, arg("init_seed") = 0, arg("weight_decay") = 0.0, arg("clip") = 1.0,
-        arg("scale") = 20.0, arg("symmetric") = false, arg("hard_negatives") = true,
-        arg("max_negatives") = 1, arg("chunk") = 256, arg("latents") = nb::none(),
-        arg("heads") = nb::none(), arg("head_dim") = nb::none(), arg("ff_mult") = nb::none(),
-        arg("threads") = 0, arg("checkpoint_dir") = nb::none(),
-        arg("checkpoint_every") = nb::none(), arg("resume") = false, arg("progress") = false,
+  m.def("train", &fit, arg("cache"), arg("pooling"), arg("out"), nb::kw_only(), arg("steps") = 100,
+        arg("batch") = 32, arg("lr") = 1e-4, arg("warmup") = 0, arg("seed") = 42,
+        arg("init_seed") = 0, arg("weight_decay") = 0.0, arg("clip") = 1.0, arg("scale") = 20.0,
+        arg("symmetric") = false, arg("hard_negatives") = true, arg("max_negatives") = 1,
+        arg("chunk") = 256, arg("latents") = nb::none(), arg("heads") = nb::none(),
+        arg("head_dim") = nb::none(), arg("ff_mult") = nb::none(), arg("threads") = 0,
+        arg("checkpoint_dir") = nb::none(), arg("checkpoint_every") = nb::none(),
+        arg("resume") = false, arg("progress") = false,
         "Trains a latent or multi_layer* head on a cache with InfoNCE (in-batch and hard\n"
         "negatives, GradCache chunks), AdamW and linear warmup/decay, as `lmembed train` does\n"
         "in one process (same defaults and seeding: same seed and threads, same head). Writes\n"
