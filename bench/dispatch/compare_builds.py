@@ -10,7 +10,7 @@ before, during and after. On a machine shared with other jobs, read the ratios, 
 figures, and look at the load average.
 
   bench/dispatch/compare_builds.py [--rounds 5] [--threads 2] [--shape llama512]
-                                   [--combo causal/mean] [--no-build] [--skip-heads]
+                                   [--combo causal/mean] [--no-build] [--skip-heads] [--skip-backbone]
                                    [--heads-filter REGEX]
                                    [--plain-dir build-bench-plain] [--native-dir build-bench-native]
 """
@@ -107,6 +107,7 @@ def main():
     p.add_argument("--native-dir", default=os.path.join(ROOT, "build-bench-native"))
     p.add_argument("--no-build", action="store_true", help="use the existing build dirs")
     p.add_argument("--skip-heads", action="store_true")
+    p.add_argument("--skip-backbone", action="store_true")
     p.add_argument("--heads-filter", default="MultiLayerForwardBackward/64|LatentForwardBackward",
                    help="bench_pooling --benchmark_filter")
     p.add_argument("--jobs", type=int, default=2)
@@ -128,14 +129,16 @@ def main():
         order = ["plain", "native"] if r % 2 == 0 else ["native", "plain"]
         for name in order:
             d = builds[name][0]
-            res, levels[name] = run_backbone(d, a)
+            res = {}
+            if not a.skip_backbone:
+                res, levels[name] = run_backbone(d, a)
             if not a.skip_heads:
                 res.update(run_heads(d, a))
             for k, v in res.items():
                 times[name].setdefault(k, []).append(v)
         loads.append(load())
         print(f"round {r + 1}/{a.rounds} done, load average {loads[-1]}", flush=True)
-    for name in builds:
+    for name in levels:
         print(f"{name:6s} build: CPU level {levels[name]}")
     print()
     print("medians over rounds; wall = elapsed seconds, cpu = the process's CPU seconds (less")

@@ -246,3 +246,27 @@ TEST(CpuKernels, NormRopeAttentionEveryLevel) {
     }
   }
 }
+
+/// Column sums (bias gradients): plain adds in row order, so every level gives the same floats,
+/// within float rounding of a double sum.
+TEST(CpuKernels, ColumnSumsEveryLevel) {
+  LevelGuard guard;
+  const std::int64_t rows = 67, cols = 45, ld = 50;
+  const auto x = randn(static_cast<std::size_t>(rows * ld), 14);
+  std::vector<float> first;
+  for (Level l : supported_levels()) {
+    cpu::set_level(l);
+    std::vector<float> sum(cols, 1.0f);
+    cpu::ops().add_col_sums(x.data(), rows, cols, ld, sum.data());
+    for (std::int64_t j = 0; j < cols; ++j) {
+      double want = 1.0, mag = 1.0;
+      for (std::int64_t i = 0; i < rows; ++i) {
+        want += x[i * ld + j];
+        mag += std::abs(x[i * ld + j]);
+      }
+      EXPECT_NEAR(sum[j], want, 1e-6 * mag) << cpu::name(l) << " column " << j;
+    }
+    if (first.empty()) first = sum;
+    EXPECT_EQ(sum, first) << cpu::name(l);
+  }
+}

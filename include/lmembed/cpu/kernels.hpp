@@ -198,6 +198,17 @@ LMEMBED_CPU_INLINE void attention_row(const float* q, const float* kt, std::int6
   }
 }
 
+/// sum[j] += x[i, j] over rows i in order (row stride ld): a bias gradient, column sums of a
+/// row-major matrix, vectorized along the row.
+template <class V>
+LMEMBED_CPU_INLINE void add_col_sums(const float* x, std::int64_t rows, std::int64_t cols,
+                                     std::int64_t ld, float* sum) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * ld;
+    for (std::int64_t j = 0; j < cols; ++j) sum[j] += xi[j];
+  }
+}
+
 }  // namespace body
 
 /// The dispatched kernels of one ISA level (see the bodies above for what each computes).
@@ -218,6 +229,9 @@ struct Ops {
   void (*attention_row)(const float* q, const float* kt, std::int64_t ldk, const float* v,
                         std::int64_t ldv, std::int64_t nk, std::int64_t hd, float scale,
                         float* srow, float* out);
+  /// sum[j] += column j of x (rows x cols, row stride ld).
+  void (*add_col_sums)(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                       float* sum);
 };
 
 // The entry points of one level: each a flattened call of the body with that level's target.
@@ -252,9 +266,14 @@ struct Ops {
                                                      float* out) {                               \
     body::attention_row<V>(q, kt, ldk, v, ldv, nk, hd, scale, srow, out);                        \
   }                                                                                              \
+  ATTR LMEMBED_CPU_FLATTEN inline void add_col_sums(const float* x, std::int64_t rows,           \
+                                                    std::int64_t cols, std::int64_t ld,          \
+                                                    float* sum) {                                \
+    body::add_col_sums<V>(x, rows, cols, ld, sum);                                               \
+  }                                                                                              \
   /** This level's table. */                                                                     \
-  inline constexpr Ops table{&micro_kernel, &silu_mul,      &exp_shift_sum,                      \
-                             &rms_norm_row, &bias_rope_row, &attention_row};                     \
+  inline constexpr Ops table{&micro_kernel,  &silu_mul,      &exp_shift_sum, &rms_norm_row,      \
+                             &bias_rope_row, &attention_row, &add_col_sums};                     \
   }
 
 #define LMEMBED_CPU_NO_ATTR

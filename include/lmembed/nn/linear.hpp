@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/nn/gemm.hpp"
 #include "lmembed/nn/init.hpp"
 #include "lmembed/nn/param.hpp"
@@ -53,7 +56,16 @@ struct Linear {
   /// Accumulates dW += dy^T x, db += sum_rows dy; writes dx = dy W when dx is non-null.
   void backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>* dx) {
     matmul_tn_accumulate(dy, x, weight.grad);
-    if (has_bias) bias.grad.row(0) += dy.colwise().sum();
+    if (has_bias) {
+      if constexpr (std::is_same_v<T, float>) {
+        // Column sums on the dispatched kernel (Eigen's reduction is SSE2 in a plain build).
+        std::vector<float> sum(static_cast<std::size_t>(dy.cols()), 0.0f);
+        cpu::ops().add_col_sums(dy.data(), dy.rows(), dy.cols(), dy.cols(), sum.data());
+        bias.grad.row(0) += Eigen::Map<const Eigen::RowVectorXf>(sum.data(), dy.cols());
+      } else {
+        bias.grad.row(0) += dy.colwise().sum();
+      }
+    }
     if (dx) matmul_nn(dy, weight.value, *dx);
   }
 
