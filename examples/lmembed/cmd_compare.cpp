@@ -14,7 +14,7 @@ using lmembed::cli::Args;
 
 const char* kUsage =
     "lmembed compare --model PATH --train FILE.jsonl|bundled:snli --out DIR [options]\n"
-    "lmembed compare --report-only --out DIR [--alpha A] [--bootstrap B]\n"
+    "lmembed compare --report-only --out DIR [--alpha A] [--bootstrap B] [--reference ...]\n"
     "\n"
     "For each design: cache the hidden states its pooling consumes (designs that consume the\n"
     "same states share a cache), train the head where there is one, evaluate every task; then\n"
@@ -42,8 +42,16 @@ const char* kUsage =
     "  --ml-latents N      latents of the multi_layer heads (default: the head's default)\n"
     "  --latent-latents N  latents of the latent heads (default: the head's default)\n"
     "  --bootstrap N       paired-bootstrap resamples (default 2000)\n"
+    "  --n-experiments N   classification experiments (default 10, MTEB's; a reference row\n"
+    "                      must be evaluated with the same `lmembed eval --n-experiments`)\n"
     "  --alpha X           significance level of the marks (default 0.05)\n"
     "  --threads N         backbone threads (default: all)\n"
+    "  --reference LABEL=FILE  a reference row (repeatable): FILE is `lmembed eval\n"
+    "                      --embeddings ... --output FILE` on the same tasks and\n"
+    "                      --max-examples; scored beside the designs and tested against them\n"
+    "                      (its own Holm families), never counted as a design\n"
+    "  --per-design-encoding  run the backbone for every design (default: once per attention\n"
+    "                      mode and text, shared by that mode's designs; same embeddings)\n"
     "  --quiet             no progress on stderr\n";
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -62,7 +70,8 @@ int run(std::span<const std::string> argv) {
   a.option("--task-dir").option("--data-dir").option("--max-examples").option("--max-train");
   a.option("--steps").option("--batch").option("--lr").option("--warmup").option("--seed");
   a.option("--ml-latents").option("--latent-latents").option("--bootstrap").option("--alpha");
-  a.option("--threads").flag("--quiet").flag("--report-only");
+  a.option("--threads").option("--reference").flag("--quiet").flag("--report-only");
+  a.flag("--per-design-encoding").option("--n-experiments");
   a.parse();
   if (a.help()) {
     std::cout << kUsage;
@@ -71,12 +80,19 @@ int run(std::span<const std::string> argv) {
   if (!a.positional().empty())
     throw lmembed::cli::usage_error("unexpected argument '" + a.positional().front() + "'");
   const std::filesystem::path out = a.require("--out");
+  std::vector<std::pair<std::string, std::filesystem::path>> refs;
+  for (const auto& r : a.get_all("--reference")) {
+    const auto eq = r.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == r.size())
+      throw lmembed::cli::usage_error("--reference wants LABEL=FILE.json, got '" + r + "'");
+    refs.emplace_back(r.substr(0, eq), r.substr(eq + 1));
+  }
   if (a.has("--report-only")) {
     std::optional<double> alpha;
     std::optional<std::int64_t> boot;
     if (a.has("--alpha")) alpha = a.get_double("--alpha", 0.05);
     if (a.has("--bootstrap")) boot = a.get_int("--bootstrap", 2000);
-    const cmp::Results r = cmp::rerender(out, alpha, boot);
+    const cmp::Results r = cmp::rerender(out, alpha, boot, refs);
     std::cout << cmp::summary_table(r)
               << "\nreport: " << std::filesystem::absolute(out / "report.html").string() << "\n";
     return 0;
@@ -103,9 +119,13 @@ int run(std::span<const std::string> argv) {
   o.ml_latents = a.get_int("--ml-latents", 0);
   o.latent_latents = a.get_int("--latent-latents", 0);
   o.bootstrap = a.get_int("--bootstrap", o.bootstrap);
+  o.n_experiments = a.get_int("--n-experiments", o.n_experiments);
+  if (o.n_experiments < 1) throw lmembed::cli::usage_error("--n-experiments must be at least 1");
   o.alpha = a.get_double("--alpha", o.alpha);
   o.threads = static_cast<int>(a.get_int("--threads", 0));
   o.progress = !a.has("--quiet");
+  o.shared_pass = !a.has("--per-design-encoding");
+  o.references = refs;
   if (o.bootstrap < 1) throw lmembed::cli::usage_error("--bootstrap must be at least 1");
   if (!(o.alpha > 0 && o.alpha < 1)) throw lmembed::cli::usage_error("--alpha must be in (0, 1)");
   const cmp::Results r = cmp::run_compare(o);

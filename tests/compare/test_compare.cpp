@@ -9,10 +9,12 @@
 #include <set>
 #include <string>
 
+#include "lmembed/compare/compare.hpp"
 #include "lmembed/compare/design.hpp"
 #include "lmembed/compare/report.hpp"
 #include "lmembed/compare/results.hpp"
 #include "lmembed/compare/results_json.hpp"
+#include "lmembed/compare/shared_pass.hpp"
 #include "lmembed/compare/stage.hpp"
 #include "lmembed/compare/stats.hpp"
 
@@ -295,4 +297,150 @@ TEST(Stage, RecordsWallTimeAndPeakMemory) {
   EXPECT_EQ(s.stage, "eval");
   EXPECT_GE(s.wall_s, 0.0);
   EXPECT_GT(s.peak_rss_bytes, 64ll << 20);
+}
+
+// ---------------------------------------------------------------- one backbone pass per mode
+
+namespace {
+
+bool same_bits(const Captured& a, const Captured& b) {
+  return a.spec == b.spec && a.n_seq == b.n_seq && a.n_layers == b.n_layers && a.d == b.d &&
+         a.offsets == b.offsets && a.pool_from == b.pool_from &&
+         a.states.rows() == b.states.rows() && a.states.cols() == b.states.cols() &&
+         std::memcmp(a.states.data(), b.states.data(), sizeof(float) * a.states.size()) == 0;
+}
+
+}  // namespace
+
+TEST(SharedPass, ServesEveryDesignBitForBitWhatItsOwnForwardWouldReturn) {
+  const auto model = std::filesystem::path(LMEMBED_DATA_DIR) / "models" / "stories260K.gguf";
+  Backbone bb = Backbone::load(model);
+  bb.set_threads(2);
+  const Tokenizer tok = Tokenizer::load(model);
+  const std::vector<std::pair<std::string, std::string>> texts = {
+      {"", "Once upon a time there was a little dog."},
+      {"Retrieve a similar story", "The cat sat on the mat and looked at the sun."},
+      {"", "Lily liked to play in the park with her friends every day after school."},
+      {"Retrieve a similar story", "Tom"},
+      {"", "A big red ball."},
+      {"", "Once upon a time there was a little dog."},  // a duplicate within the batch
+  };
+  auto batch_of = [&](const std::vector<std::size_t>& which) {
+    TokenBatch b;
+    for (std::size_t i : which)
+      compare::detail::add_text(
+          b, compare::detail::tokenize_text(tok, texts[i].first, texts[i].second));
+    return b;
+  };
+  const TokenBatch full = batch_of({0, 1, 2, 3, 4, 5});
+  ASSERT_FALSE(full.pool_from.empty());
+  const std::vector<CaptureSpec> specs = {{CaptureLayers::last, CaptureTokens::last},
+                                          {CaptureLayers::last, CaptureTokens::mean},
+                                          {CaptureLayers::last, CaptureTokens::all},
+                                          {CaptureLayers::all, CaptureTokens::last},
+                                          {CaptureLayers::all, CaptureTokens::mean}};
+  for (AttentionKind att : {AttentionKind::causal, AttentionKind::bidirectional}) {
+    PassNeeds needs;
+    for (const auto& s : specs) needs.add(s);
+    SharedPass pass(bb, att, needs);
+    // Some texts first run in another batch, in another order: states must not depend on it.
+    (void)pass.capture(batch_of({4, 2}), specs[0]);
+    EXPECT_EQ(pass.sequences_run(), 2);
+    for (const auto& spec : specs) {
+      const Captured want = bb.forward(full, att, spec, {.truncate = true});
+      const Captured got = pass.capture(full, spec);
+      EXPECT_TRUE(same_bits(got, want)) << to_string(spec) << " " << static_cast<int>(att);
+      got.check();
+    }
+    // Five distinct texts, each through the backbone once for all five specs.
+    EXPECT_EQ(pass.sequences_run(), 5);
+    EXPECT_EQ(pass.sequences_served(), 2 + 5 * 6 - 3);  // all but the first sighting of 0,1,3
+  }
+}
+
+TEST(SharedPass, ServesOnlyWhatWasDeclared) {
+  PassNeeds n;
+  n.add({CaptureLayers::all, CaptureTokens::last});
+  EXPECT_TRUE(n.covers({CaptureLayers::last, CaptureTokens::last}));  // from the all-layers rows
+  EXPECT_TRUE(n.covers({CaptureLayers::all, CaptureTokens::last}));
+  EXPECT_FALSE(n.covers({CaptureLayers::last, CaptureTokens::mean}));
+  EXPECT_FALSE(n.covers({CaptureLayers::last, CaptureTokens::all}));
+  n.add({CaptureLayers::last, CaptureTokens::mean});
+  EXPECT_TRUE(n.covers({CaptureLayers::last, CaptureTokens::mean}));
+  EXPECT_FALSE(n.covers({CaptureLayers::all, CaptureTokens::mean}));
+  EXPECT_THROW(n.add({CaptureLayers::all, CaptureTokens::all}), config_error);
+}
+
+TEST(Stats, ReferenceRowsAreTestedInFamiliesOfTheirOwn) {
+  Results r = synthetic({{"sts-b", "sts"}, {"banking77", "classification"}}, 3, 0.05, 50);
+  const auto without = compute_tests(r, {300, 3});
+  DesignResult ref = r.designs[1];
+  ref.design = "all-MiniLM-L6-v2 (sentence-transformers)";
+  ref.reference = true;
+  ref.loss.clear();
+  r.designs.push_back(ref);
+  DesignResult ref2 = ref;
+  ref2.design = "another reference";
+  r.designs.push_back(ref2);
+  r.tests = compute_tests(r, {300, 3});
+  // The design-vs-design tests keep their p and Holm-corrected p exactly.
+  std::size_t n_design_tests = 0, n_ref_tests = 0;
+  for (const auto& t : r.tests) {
+    if (t.reference) {
+      ++n_ref_tests;
+      EXPECT_TRUE(t.a == ref.design || t.a == ref2.design) << t.a;
+      EXPECT_FALSE(t.b == ref.design || t.b == ref2.design) << t.b;  // never ref vs ref
+      continue;
+    }
+    ++n_design_tests;
+    bool found = false;
+    for (const auto& w : without)
+      if (w.scope == t.scope && w.name == t.name && w.a == t.a && w.b == t.b) {
+        found = true;
+        EXPECT_EQ(w.p_holm, t.p_holm) << t.scope << " " << t.name << " " << t.a << " " << t.b;
+      }
+    EXPECT_TRUE(found);
+  }
+  EXPECT_EQ(n_design_tests, without.size());
+  // 2 references x 3 designs x (a bootstrap per task + the Wilcoxon over both tasks).
+  EXPECT_EQ(n_ref_tests, 2u * 3u * 3u);
+  // The report shows the reference row, labelled as such, and says it is not a design.
+  const std::string md = render_markdown(r), html = render_html(r), table = summary_table(r);
+  EXPECT_NE(md.find("| all-MiniLM-L6-v2 (sentence-transformers) | reference |"), std::string::npos);
+  EXPECT_NE(html.find("all-MiniLM-L6-v2 (sentence-transformers)"), std::string::npos);
+  EXPECT_NE(table.find("Reference all-MiniLM-L6-v2 (sentence-transformers)"), std::string::npos);
+  // Round trip through results.json + references.json keeps the flag.
+  const auto dir = std::filesystem::path(LMEMBED_BINARY_DIR) / "tests" / "compare_reference";
+  std::filesystem::remove_all(dir);
+  write_report(r, dir);
+  save_references(dir, {ref});
+  const Results back = load_results(dir / "results.json");
+  ASSERT_EQ(back.designs.size(), r.designs.size());
+  EXPECT_TRUE(back.designs[3].reference);
+  EXPECT_FALSE(back.designs[0].reference);
+  const auto refs = load_references(dir);
+  ASSERT_EQ(refs.size(), 1u);
+  EXPECT_EQ(refs[0].tasks[0].per_example, ref.tasks[0].per_example);
+}
+
+TEST(Report, AnswersThePapersQuestionsAndTheTrainingLevel) {
+  Results r = synthetic({{"sts-b", "sts"}, {"banking77", "classification"}}, 8, 0.05, 80);
+  r.run.negatives = 1;
+  r.designs[1].loss = {{0, 4.2}, {25, 4.1}, {50, 4.0}};  // a head that did not learn
+  r.tests = compute_tests(r, {400, 5});
+  const auto answers = findings(r);
+  std::string all;
+  for (const auto& s : answers) all += s + "\n";
+  EXPECT_NE(all.find("Does bidirectional attention beat causal"), std::string::npos) << all;
+  EXPECT_NE(all.find("mean-bidirectional scores higher than mean-causal"), std::string::npos);
+  EXPECT_NE(all.find("model 3 vs model 2: multilayer-causal"), std::string::npos) << all;
+  EXPECT_NE(all.find("Power: every category here has a single task"), std::string::npos);
+  // Chance level ln(32 x 2) = 4.16: 4.0 is not below half of it, 2.0 - 0.1 i is.
+  EXPECT_NEAR(chance_loss(r.run), std::log(64.0), 1e-12);
+  EXPECT_FALSE(learned(r.run, r.designs[1]));
+  EXPECT_TRUE(learned(r.run, r.designs[2]));
+  EXPECT_NE(all.find("NOT below half the chance level (these heads barely learned; their scores "
+                     "say little about the design): lastlayer-causal 4.200 -> 4.000"),
+            std::string::npos)
+      << all;
 }

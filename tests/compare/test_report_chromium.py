@@ -11,6 +11,9 @@
    each loss curve's box) into the DOM, which --dump-dom returns; a screenshot is taken of the
    unmodified page. The page must load with no console messages at all (it has no script) and
    every chart must have drawn with non-zero size.
+3. The reference row: a synthetic `lmembed eval --output` file is added with `--reference
+   "all-MiniLM-L6-v2 (sentence-transformers)=FILE"`; the row must be in the rendered tables
+   (labelled "reference") and the bar charts, and its tests must be families of their own.
 
 Skips (exit 77) only when no chromium binary exists.
 """
@@ -37,6 +40,7 @@ TASKS = [("sts-b", "sts", "spearman"), ("sick-r", "sts", "spearman"),
          ("banking77", "classification", "accuracy"), ("emotion", "classification", "accuracy"),
          ("snli-pairs", "pair_classification", "ap"), ("snli-retrieval", "retrieval", "ndcg_at_10")]
 N_EX = 150
+ANCHOR = "all-MiniLM-L6-v2 (sentence-transformers)"
 B = 1000
 
 
@@ -83,6 +87,19 @@ def write_synthetic(out):
         "designs": designs, "tests": [], "stages": []}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
+    # The reference row as `lmembed eval --embeddings ... --output` writes it.
+    records = []
+    for t, c, m in TASKS:
+        x = 0.45 + rng.normal(0, 0.25, N_EX)
+        per_example[(ANCHOR, t)] = x
+        records.append({"task": t, "category": c, "metric": m, "value": float(x.mean()),
+                        "metrics": {m: float(x.mean())}, "instruction": "", "notes": {},
+                        "seconds": 0.1, "per_example_unit": "example",
+                        "per_example": [float(v) for v in x]})
+    with open(os.path.join(out, "anchor.json"), "w") as f:
+        json.dump({"schema": "lmembed.eval/1", "model": "anchor.npy",
+                   "design": {"embeddings": "anchor.npy", "embeddings_sha256": "ab" * 32},
+                   "records": records}, f)
     return per_example
 
 
@@ -102,11 +119,17 @@ def check_statistics(out, per_example):
     with open(os.path.join(out, "results.json")) as f:
         r = json.load(f)
     tests = r["tests"]
-    n_pairs = len(DESIGNS) * (len(DESIGNS) - 1) // 2
+    # Design pairs, then the reference against every design (never the other way round).
+    n_pairs = len(DESIGNS) * (len(DESIGNS) - 1) // 2 + len(DESIGNS)
     # 6 tasks (bootstrap) + 2 categories with 2 tasks (Wilcoxon) + all tasks (Wilcoxon).
     if len(tests) != n_pairs * (len(TASKS) + 2 + 1):
         fail(f"{len(tests)} tests, expected {n_pairs * (len(TASKS) + 3)}")
-    main = {(d, t): per_example[(d, t)].mean() for d in DESIGNS for t, _, _ in TASKS}
+    ref_tests = [x for x in tests if x.get("reference")]
+    if len(ref_tests) != len(DESIGNS) * (len(TASKS) + 3) or any(x["a"] != ANCHOR
+                                                                   for x in ref_tests):
+        fail(f"{len(ref_tests)} reference tests, expected {len(DESIGNS) * (len(TASKS) + 3)} "
+             "with the reference as a")
+    main = {(d, t): per_example[(d, t)].mean() for d in DESIGNS + [ANCHOR] for t, _, _ in TASKS}
     checked = 0
     for x in tests:
         if x["test"] != "wilcoxon":
@@ -123,7 +146,7 @@ def check_statistics(out, per_example):
     # Holm within each family, against the implementation above.
     fams = {}
     for i, x in enumerate(tests):
-        fams.setdefault((x["scope"], x["name"]), []).append(i)
+        fams.setdefault((x["scope"], x["name"], bool(x.get("reference"))), []).append(i)
     for key, idx in fams.items():
         adj = holm([tests[i]["p"] for i in idx])
         for i, v in zip(idx, adj):
@@ -198,11 +221,15 @@ def check_rendering(out):
         fail("report.html references another resource (src/href)")
     if "synthetic &lt;model&gt;" not in html:
         fail("the model name was not escaped into the page")
+    if f'<td>{ANCHOR}</td><td class="l">reference</td>' not in html:
+        fail("the reference row is not in the scores table")
 
     # 1. Console: load the unmodified page with Chromium's console logging on stderr.
     res = chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", "file://" + html_path])
     if res.returncode != 0 or "<svg" not in res.stdout:
         fail(f"chromium --dump-dom failed (rc {res.returncode}): {res.stderr[-2000:]}")
+    if f'<td>{ANCHOR}</td><td class="l">reference</td>' not in res.stdout:
+        fail("the reference row is not in the page Chromium rendered")
     console = [l for l in res.stderr.splitlines() if "CONSOLE" in l]
     if console:
         fail("console messages while loading report.html:\n" + "\n".join(console))
@@ -228,8 +255,8 @@ def check_rendering(out):
     for c in bars:
         if c["w"] <= 0 or c["h"] <= 0:
             fail(f"a bar chart has no size: {c}")
-        if len(c["bars"]) != len(DESIGNS) or any(w <= 0 or h <= 0 for w, h in c["bars"]):
-            fail(f"a bar chart did not draw its {len(DESIGNS)} bars: {c['bars']}")
+        if len(c["bars"]) != len(DESIGNS) + 1 or any(w <= 0 or h <= 0 for w, h in c["bars"]):
+            fail(f"a bar chart did not draw its {len(DESIGNS)} + 1 (reference) bars: {c['bars']}")
         if c["texts"] < len(DESIGNS):
             fail("bar chart labels missing")
     if len(loss) != 1 or loss[0]["w"] <= 0 or len(loss[0]["curves"]) != len(DESIGNS) // 2:
@@ -269,13 +296,16 @@ def main():
         return 77
     out = tempfile.mkdtemp(prefix="lmembed-compare-report-")
     per_example = write_synthetic(out)
-    res = subprocess.run([CLI, "compare", "--report-only", "--out", out, "--bootstrap", str(B)],
+    res = subprocess.run([CLI, "compare", "--report-only", "--out", out, "--bootstrap", str(B),
+                          "--reference", ANCHOR + "=" + os.path.join(out, "anchor.json")],
                          capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         fail(f"lmembed compare --report-only failed ({res.returncode}): {res.stderr}")
     print(res.stdout)
     if "report: " not in res.stdout or "mean-bidirectional" not in res.stdout:
         fail("summary table not printed")
+    if not re.search(re.escape(ANCHOR) + r" +reference ", res.stdout):
+        fail("the reference row is not in the printed summary table")
     check_statistics(out, per_example)
     check_rendering(out)
     keep = os.environ.get("LMEMBED_KEEP_REPORT")

@@ -7,6 +7,11 @@
 // its head in DIR/heads/), so an interrupted run resumes with the next unfinished design; the
 // caches resume shard by shard (train/cache.hpp). Progress goes to stderr throughout.
 //
+// The backbone runs once per (attention mode, text) for the training caches and the evaluation
+// together (shared_pass.hpp): every design of a mode is served from that one pass, bit for bit
+// what a forward call of its own would return. CompareOptions::shared_pass = false runs the
+// backbone for every design instead (the old path, kept for checks and timing).
+//
 // Text -> tokens, the same for training caches and evaluation, so a head sees at evaluation
 // exactly the kind of states it was trained on:
 //   [BOS] "Instruct: {instruction}\nQuery: " (when there is an instruction) + text + [EOS]
@@ -35,6 +40,7 @@
 #include "lmembed/compare/report.hpp"
 #include "lmembed/compare/results.hpp"
 #include "lmembed/compare/results_json.hpp"
+#include "lmembed/compare/shared_pass.hpp"
 #include "lmembed/compare/stage.hpp"
 #include "lmembed/compare/stats.hpp"
 #include "lmembed/core/file.hpp"
@@ -68,12 +74,63 @@ struct CompareOptions {
   std::int64_t max_train = 0;     ///< first N training examples (0: all)
   std::int64_t max_examples = 0;  ///< per bundled task, seeded subsample (0: all)
   std::int64_t bootstrap = 2000;  ///< paired-bootstrap resamples
+  /// Classification experiments (MTEB's 10 by default; each embeds its own training sample).
+  std::int64_t n_experiments = 10;
   double alpha = 0.05;
   int threads = 0;                  ///< 0: all the runtime offers
   std::int64_t ml_latents = 0;      ///< multi_layer head latents (0: its default)
   std::int64_t latent_latents = 0;  ///< latent head latents (0: its default)
   bool progress = true;
+  bool shared_pass = true;  ///< one backbone pass per (attention, text); false: per design
+  /// Reference rows: (label, `lmembed eval --output` JSON of precomputed embeddings on the same
+  /// tasks), e.g. {"all-MiniLM-L6-v2 (sentence-transformers)", "anchor.json"}.
+  std::vector<std::pair<std::string, std::filesystem::path>> references;
 };
+
+/// A reference row from the results JSON of `lmembed eval --embeddings ... --output FILE`:
+/// its records for `tasks` (in that order), scored by the same evaluator as the designs.
+/// config_error when the file lacks one of the tasks or is not such a file.
+inline DesignResult load_reference(const std::string& label, const std::filesystem::path& file,
+                                   const std::vector<std::string>& tasks) {
+  const json::Value doc = json::parse(read_text_file(file), file.string());
+  const json::Value* schema = doc.find("schema");
+  if (!schema || !schema->is_string() || schema->as_string() != "lmembed.eval/1")
+    throw config_error(file.string() +
+                       ": not an `lmembed eval --output` file (schema "
+                       "lmembed.eval/1)");
+  DesignResult d;
+  d.design = label;
+  d.reference = true;
+  d.attention = "-";
+  d.pooling = "precomputed";
+  std::map<std::string, eval::TaskResult> by_task;
+  for (const auto& rec : doc.at("records").as_array()) {
+    eval::TaskResult tr = eval::from_json(rec);
+    by_task[tr.task] = std::move(tr);
+  }
+  for (const auto& t : tasks) {
+    auto it = by_task.find(t);
+    if (it == by_task.end())
+      throw config_error(file.string() + ": reference '" + label + "' has no record of task '" + t +
+                         "'");
+    const eval::TaskResult& tr = it->second;
+    d.tasks.push_back(
+        {tr.task, tr.category, tr.main_metric, tr.main_score, tr.metrics, tr.per_example});
+  }
+  std::string npy, sha;
+  if (const json::Value* des = doc.find("design"); des && des->is_object()) {
+    if (const json::Value* e = des->find("embeddings"); e && e->is_string()) npy = e->as_string();
+    if (const json::Value* e = des->find("embeddings_sha256"); e && e->is_string())
+      sha = e->as_string();
+  }
+  d.head_file = npy;
+  d.head_sha256 = sha;
+  d.note = "precomputed embeddings " + (npy.empty() ? file.string() : npy) +
+           (sha.empty() ? "" : " (sha256 " + sha.substr(0, 12) + "...)") +
+           ", scored by `lmembed eval --embeddings` on the same tasks and settings (" +
+           file.filename().string() + ")";
+  return d;
+}
 
 namespace detail {
 
@@ -217,9 +274,25 @@ inline json::Value run_fingerprint(const CompareOptions& o, std::int64_t n_train
   v["max_examples"] = o.max_examples;
   v["ml_latents"] = o.ml_latents;
   v["latent_latents"] = o.latent_latents;
+  if (o.n_experiments != 10) v["n_experiments"] = o.n_experiments;  // absent: older runs' 10
   return v;
 }
 
+}  // namespace detail
+
+namespace detail {
+/// config_error unless every reference has as many per-example scores per task as `design`
+/// (they were evaluated on other subsamples otherwise, and cannot be paired).
+inline void check_references(const std::vector<DesignResult>& refs, const DesignResult& design) {
+  for (const auto& ref : refs)
+    for (const auto& t : ref.tasks)
+      if (const TaskScore* s = design.find_task(t.task);
+          s && s->per_example.size() != t.per_example.size())
+        throw config_error("reference '" + ref.design + "': task " + t.task + " has " +
+                           std::to_string(t.per_example.size()) + " per-example scores, the " +
+                           "designs " + std::to_string(s->per_example.size()) +
+                           " (evaluated with another --max-examples or --seed?)");
+}
 }  // namespace detail
 
 /// Runs the comparison; returns the results it also wrote to opt.out.
@@ -228,6 +301,7 @@ inline Results run_compare(const CompareOptions& o) {
   if (o.designs.empty()) throw config_error("compare: no designs");
   if (o.steps < 1 || o.batch < 2) throw config_error("compare: need --steps >= 1 and --batch >= 2");
   fs::create_directories(o.out);
+  const auto t_run = std::chrono::steady_clock::now();
   Results R;
   R.run.lmembed_version = LMEMBED_VERSION_STRING;
   R.run.started_utc = detail::utc_now();
@@ -264,6 +338,13 @@ inline Results run_compare(const CompareOptions& o) {
       if (!names.insert(t.name).second)
         throw config_error("compare: task '" + t.name + "' given twice");
   }
+  std::vector<DesignResult> refs;
+  {
+    std::vector<std::string> names;
+    for (const auto& t : tasks) names.push_back(t.name);
+    for (const auto& [label, file] : o.references)
+      refs.push_back(load_reference(label, file, names));
+  }
   std::vector<train::Example> examples = detail::load_training(o.train, o.data_dir);
   const auto n_read = static_cast<std::int64_t>(examples.size());
   R.run.n_train_overlap = detail::decontaminate(examples, tasks);
@@ -280,6 +361,8 @@ inline Results run_compare(const CompareOptions& o) {
                       " that share a text with the evaluation tasks (evaluate on a subsample "
                       "with --max-examples, or train on other data)");
   R.run.n_train = static_cast<std::int64_t>(examples.size());
+  for (const auto& e : examples)
+    R.run.negatives = std::max<std::int64_t>(R.run.negatives, std::int64_t(e.negatives.size()));
   R.run.head_config["multi_layer.n_latents"] = std::to_string(
       o.ml_latents > 0
           ? o.ml_latents
@@ -306,11 +389,48 @@ inline Results run_compare(const CompareOptions& o) {
   const train::CacheDataset train_data = train::CacheDataset::from_examples(examples);
   eval::EvalOptions eopt;
   eopt.progress = o.progress;
+  eopt.n_experiments = o.n_experiments;
+  if (o.n_experiments != 10)
+    R.run.head_config["eval.n_experiments"] = std::to_string(o.n_experiments);
 
   // Task infos (n_examples filled from the first design's per-example counts).
   for (const auto& t : tasks) R.run.tasks.push_back({t.name, t.category(), t.main_metric(), 0});
 
   const std::size_t n_designs = o.designs.size();
+  // One shared pass per attention mode, declared with what its unfinished designs consume and
+  // dropped after the last of them. Per-design encoding times its forward calls the same way.
+  std::map<std::string, PassNeeds> needs;
+  std::map<std::string, std::size_t> last_use;
+  for (std::size_t di = 0; di < n_designs; ++di)
+    if (!fs::exists(design_file(o.out, std::string(o.designs[di].name)))) {
+      needs[std::string(o.designs[di].attention)].add(o.designs[di].capture);
+      last_use[std::string(o.designs[di].attention)] = di;
+    }
+  std::map<std::string, std::optional<SharedPass>> passes;
+  R.run.encoding = o.shared_pass ? "shared" : "per-design";
+  double per_design_seconds = 0;
+  std::int64_t per_design_sequences = 0;
+  auto encode = [&](const Design& design, const TokenBatch& b) -> Captured {
+    if (o.shared_pass) {
+      auto& p = passes[std::string(design.attention)];
+      if (!p)
+        p.emplace(bb, parse_attention(design.attention), needs.at(std::string(design.attention)));
+      return p->capture(b, design.capture);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    Captured c =
+        bb.forward(b, parse_attention(design.attention), design.capture, {.truncate = true});
+    per_design_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    per_design_sequences += static_cast<std::int64_t>(b.size());
+    return c;
+  };
+  auto backbone_seconds = [&] {
+    double t = per_design_seconds;
+    for (const auto& [k, p] : passes)
+      if (p) t += p->backbone_seconds();
+    return t + R.run.backbone_seconds;  // + passes already dropped
+  };
   for (std::size_t di = 0; di < n_designs; ++di) {
     const Design& design = o.designs[di];
     const std::string dname(design.name);
@@ -327,7 +447,6 @@ inline Results run_compare(const CompareOptions& o) {
     D.attention = std::string(design.attention);
     D.pooling = std::string(design.pooling);
     D.capture = to_string(design.capture);
-    const AttentionKind att = parse_attention(design.attention);
 
     // ---- cache + train
     std::optional<pooling::MultiLayerHead<float>> ml;
@@ -357,10 +476,7 @@ inline Results run_compare(const CompareOptions& o) {
             [&](const train::CacheText& t) {
               return detail::tokenize_text(tok, t.instruction, t.text);
             },
-            [&](const TokenBatch& b) {
-              return bb.forward(b, att, design.capture, {.truncate = true});
-            },
-            copt);
+            [&](const TokenBatch& b) { return encode(design, b); }, copt);
         D.stages.push_back(ct.finish(std::to_string(rep.texts) + " texts, " +
                                      std::to_string(rep.bytes / 1024) + " KiB"));
       } else {
@@ -422,7 +538,7 @@ inline Results run_compare(const CompareOptions& o) {
                                      std::string_view instruction) -> Matrix {
       TokenBatch b;
       for (const auto& t : texts) detail::add_text(b, detail::tokenize_text(tok, instruction, t));
-      const Captured c = bb.forward(b, att, design.capture, {.truncate = true});
+      const Captured c = encode(design, b);
       Matrix e;
       if (ml)
         e = ml->forward(c);
@@ -445,13 +561,31 @@ inline Results run_compare(const CompareOptions& o) {
           (per_task.empty() ? "" : ", ") + tr.task + " " + detail::fmt(tr.seconds, 1) + " s";
     }
     D.stages.push_back(et.finish(per_task));
+    if (last_use.count(D.attention) && last_use.at(D.attention) == di) {
+      if (auto& p = passes[D.attention]) {
+        detail::say(
+            o, tag + "shared " + D.attention + " pass: " + std::to_string(p->sequences_run()) +
+                   " texts through the backbone in " + detail::fmt(p->backbone_seconds(), 1) +
+                   " s, " + std::to_string(p->sequences_served()) + " requests served from it, " +
+                   std::to_string(p->bytes() >> 20) + " MiB kept");
+        R.run.backbone_seconds += p->backbone_seconds();
+        R.run.backbone_sequences += p->sequences_run();
+        p.reset();
+      }
+    }
     save_design(o.out, D);
     R.designs.push_back(std::move(D));
+    detail::check_references(refs, R.designs.front());
+    save_references(o.out, refs);
     // A report after every design: progress a person can open while the run goes on.
     for (auto& ti : R.run.tasks)
       if (const TaskScore* s = R.designs.front().find_task(ti.task))
         ti.n_examples = static_cast<std::int64_t>(s->per_example.size());
     Results partial = R;
+    partial.designs.insert(partial.designs.end(), refs.begin(), refs.end());
+    partial.run.backbone_seconds = backbone_seconds();
+    partial.run.wall_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
     partial.run.finished_utc = "(running: " + std::to_string(di + 1) + " of " +
                                std::to_string(n_designs) + " designs done)";
     partial.tests = compute_tests(partial, {o.bootstrap, o.seed});
@@ -460,6 +594,14 @@ inline Results run_compare(const CompareOptions& o) {
   for (auto& ti : R.run.tasks)
     if (const TaskScore* s = R.designs.front().find_task(ti.task))
       ti.n_examples = static_cast<std::int64_t>(s->per_example.size());
+  detail::check_references(refs, R.designs.front());
+  R.designs.insert(R.designs.end(), refs.begin(), refs.end());
+  R.run.backbone_seconds = backbone_seconds();
+  R.run.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+  R.run.backbone_sequences += per_design_sequences;
+  for (const auto& [k, p] : passes)
+    if (p) R.run.backbone_sequences += p->sequences_run();
 
   StageTimer st("", "stats");
   detail::say(o, "significance tests (" + std::to_string(o.bootstrap) + " bootstrap resamples)");
@@ -475,11 +617,25 @@ inline Results run_compare(const CompareOptions& o) {
 
 /// Re-renders DIR's report from DIR/results.json and DIR/designs/*.json (tests recomputed
 /// from the per-example scores) - after an edit of the renderer, or with another alpha.
-inline Results rerender(const std::filesystem::path& dir, std::optional<double> alpha,
-                        std::optional<std::int64_t> bootstrap) {
+/// References given here are added (or replace a saved one of the same label).
+inline Results rerender(
+    const std::filesystem::path& dir, std::optional<double> alpha,
+    std::optional<std::int64_t> bootstrap,
+    const std::vector<std::pair<std::string, std::filesystem::path>>& references = {}) {
   Results r = load_results(dir / "results.json");
+  std::erase_if(r.designs, [](const DesignResult& d) { return d.reference; });
   for (auto& d : r.designs)
     if (auto full = load_design(dir, d.design)) d.tasks = std::move(full->tasks);
+  std::vector<DesignResult> refs = load_references(dir);
+  std::vector<std::string> names;
+  for (const auto& t : r.run.tasks) names.push_back(t.task);
+  for (const auto& [label, file] : references) {
+    std::erase_if(refs, [&](const DesignResult& d) { return d.design == label; });
+    refs.push_back(load_reference(label, file, names));
+  }
+  if (!r.designs.empty()) detail::check_references(refs, r.designs.front());
+  save_references(dir, refs);
+  r.designs.insert(r.designs.end(), refs.begin(), refs.end());
   if (alpha) r.run.alpha = *alpha;
   if (bootstrap) r.run.bootstrap_samples = *bootstrap;
   r.tests = compute_tests(r, {r.run.bootstrap_samples, r.run.seed});

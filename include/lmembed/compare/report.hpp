@@ -93,6 +93,10 @@ inline std::string paper_label(const std::string& name) {
     if (d.name == name) return std::string(d.paper);
   return "";
 }
+/// The paper column of a row: the paper's label, or "reference" for a reference row.
+inline std::string paper_label(const DesignResult& d) {
+  return d.reference ? "reference" : paper_label(d.design);
+}
 
 /// A stable colour per design (registry index), colour-blind-friendly palette (Okabe-Ito +).
 inline std::string design_colour(const std::string& name) {
@@ -148,10 +152,11 @@ struct SignificanceCount {
   int tests = 0, raw = 0, holm = 0;
 };
 
+/// Counts the design-vs-design tests only (reference rows are not designs).
 inline SignificanceCount count_significant(const Results& r) {
   SignificanceCount c;
   for (const auto& t : r.tests) {
-    if (!std::isfinite(t.p)) continue;
+    if (!std::isfinite(t.p) || t.reference) continue;
     ++c.tests;
     if (t.p < r.run.alpha) ++c.raw;
     if (std::isfinite(t.p_holm) && t.p_holm < r.run.alpha) ++c.holm;
@@ -247,6 +252,189 @@ inline std::vector<std::string> power_statement(const Results& r) {
   return out;
 }
 
+/// The chance level of the training loss: ln(candidates per query) with uniform scores, the
+/// batch's positives and hard negatives being the candidates.
+inline double chance_loss(const RunInfo& ri) {
+  return std::log(static_cast<double>(std::max<std::int64_t>(ri.batch, 1)) *
+                  static_cast<double>(1 + std::max<std::int64_t>(ri.negatives, 0)));
+}
+
+/// Whether a trained head learned: its last loss is below half the chance level.
+inline bool learned(const RunInfo& ri, const DesignResult& d) {
+  return !d.loss.empty() && std::isfinite(d.loss.back().loss) &&
+         d.loss.back().loss < 0.5 * chance_loss(ri);
+}
+
+namespace detail {
+
+/// "a vs b" in every category: which is higher where, and what the tests say (see findings()).
+inline std::string pair_sentence(const Results& r, const std::string& a, const std::string& b) {
+  const DesignResult* da = r.find(a);
+  const DesignResult* db = r.find(b);
+  if (!da || !db) return "";
+  const auto cats = r.categories();
+  int higher = 0, n = 0;
+  std::vector<std::string> holm_up, holm_down, raw_only;
+  for (const auto& c : cats) {
+    const auto sa = r.category_score(*da, c), sb = r.category_score(*db, c);
+    if (!sa || !sb) continue;
+    ++n;
+    const double diff = *sa - *sb;
+    if (diff > 0) ++higher;
+    const auto ts = r.tasks_in(c);
+    const PairTest* t = ts.size() >= 2 ? r.find_test("category", c, a, b)
+                                       : r.find_test("task", ts.front().task, a, b);
+    if (!t || !std::isfinite(t->p)) continue;
+    const std::string what = c + " (" + (diff >= 0 ? "+" : "") + fmt(diff, 4) + ", p " +
+                             fmt_p(t->p) + ", Holm " + fmt_p(t->p_holm) + ")";
+    if (std::isfinite(t->p_holm) && t->p_holm < r.run.alpha)
+      (diff > 0 ? holm_up : holm_down).push_back(what);
+    else if (t->p < r.run.alpha)
+      raw_only.push_back(what);
+  }
+  if (n == 0) return "";
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      s += i == 0 ? "" : i + 1 == v.size() ? " and " : ", ";
+      s += v[i];
+    }
+    return s;
+  };
+  std::string s = a + " scores higher than " + b + " in " + std::to_string(higher) + " of " +
+                  std::to_string(n) + " categories";
+  if (holm_up.empty() && holm_down.empty()) s += "; no difference survives Holm's correction";
+  if (!holm_up.empty()) s += "; significantly higher after Holm in " + join(holm_up);
+  if (!holm_down.empty()) s += "; significantly lower after Holm in " + join(holm_down);
+  if (!raw_only.empty()) s += "; significant only without correction in " + join(raw_only);
+  if (const PairTest* t = r.find_test("all", "all", a, b); t && std::isfinite(t->p))
+    s += ". Over all " + std::to_string(t->n) + " tasks (Wilcoxon): p " + fmt_p(t->p) +
+         " (smallest attainable " + fmt_p(t->min_p) + ")";
+  return s + ".";
+}
+
+}  // namespace detail
+
+/// The paper's questions answered on this run, in plain sentences: does bidirectional attention
+/// beat causal (same pooling), does multi-layer pooling beat last-layer pooling, does a trained
+/// head beat the EOS state, did the heads learn, where does a reference row stand, and what a
+/// single-task category can and cannot say. Only pairs whose designs both finished are answered.
+inline std::vector<std::string> findings(const Results& r) {
+  std::vector<std::string> out;
+  auto ask = [&](const std::string& question,
+                 const std::vector<std::pair<std::string, std::string>>& pairs) {
+    std::string s;
+    for (const auto& [a, b] : pairs) {
+      const std::string x = detail::pair_sentence(r, a, b);
+      if (x.empty()) continue;
+      const std::string la = detail::paper_label(a), lb = detail::paper_label(b);
+      if (!s.empty()) s += ' ';
+      if (!la.empty() && !lb.empty()) {
+        s += la;
+        s += " vs ";
+        s += lb;
+        s += ": ";
+      }
+      s += x;
+    }
+    if (!s.empty()) out.push_back(question + " " + s);
+  };
+  ask("Does bidirectional attention beat causal attention here (same pooling)?",
+      {{"mean-bidirectional", "mean-causal"},
+       {"multilayer-bidirectional", "multilayer-causal"},
+       {"eos-bidirectional", "eos-causal"},
+       {"latent-bidirectional", "latent-causal"}});
+  ask("Does multi-layer pooling beat last-layer pooling?",
+      {{"multilayer-causal", "lastlayer-causal"}, {"multilayer-causal", "eos-causal"}});
+  ask("Does a trained pooling head beat the plain EOS state?",
+      {{"lastlayer-causal", "eos-causal"}});
+  ask("Model 4 as the paper's text describes it vs as its code builds it:",
+      {{"latent-bidirectional", "perceiver-tokens-bidirectional"}});
+
+  std::vector<std::string> did, did_not;
+  for (const auto& d : r.designs) {
+    if (d.loss.empty()) continue;
+    (learned(r.run, d) ? did : did_not)
+        .push_back(d.design + " " + detail::fmt(d.loss.front().loss, 3) + " -> " +
+                   detail::fmt(d.loss.back().loss, 3));
+  }
+  if (!did.empty() || !did_not.empty()) {
+    std::string s = "Training (chance level ln(" + std::to_string(r.run.batch) + " x " +
+                    std::to_string(1 + r.run.negatives) +
+                    " candidates) = " + detail::fmt(chance_loss(r.run), 3) + "): ";
+    auto list = [](const std::vector<std::string>& v) {
+      std::string x;
+      for (const auto& e : v) {
+        if (!x.empty()) x += ", ";
+        x += e;
+      }
+      return x;
+    };
+    if (!did.empty()) s += "below half the chance level at the end: " + list(did) + ". ";
+    if (!did_not.empty())
+      s += "NOT below half the chance level (these heads barely learned; their scores say "
+           "little about the design): " +
+           list(did_not) + ".";
+    out.push_back(s);
+  }
+
+  for (const auto& ref : r.designs) {
+    if (!ref.reference) continue;
+    int above = 0, n = 0;
+    std::string best;
+    for (const auto& c : r.categories()) {
+      const auto sr = r.category_score(ref, c);
+      if (!sr) continue;
+      double top = -INFINITY;
+      std::string top_name;
+      for (const auto& d : r.designs)
+        if (!d.reference)
+          if (auto s = r.category_score(d, c); s && *s > top) top = *s, top_name = d.design;
+      if (top_name.empty()) continue;
+      ++n;
+      if (*sr > top) ++above;
+      if (!best.empty()) best += "; ";
+      best += c + " " + detail::fmt(*sr, 4) + " vs " + top_name + " " + detail::fmt(top, 4);
+    }
+    if (n > 0)
+      out.push_back("Reference " + ref.design + " (a ready-made embedding model, not a design: " +
+                    "its tests against the designs are corrected as families of their own) "
+                    "scores above the best design in " +
+                    std::to_string(above) + " of " + std::to_string(n) + " categories (" + best +
+                    ").");
+  }
+
+  std::vector<std::string> single;
+  for (const auto& c : r.categories())
+    if (r.tasks_in(c).size() == 1) single.push_back(c);
+  if (!single.empty() && single.size() == r.categories().size())
+    out.push_back(
+        "Power: every category here has a single task, so each answer above is a "
+        "paired bootstrap over that task's examples: it says whether a difference "
+        "holds on this data set, not whether it holds for the category. The paper "
+        "compares categories with a Wilcoxon test over their tasks, which needs at "
+        "least " +
+        std::to_string(wilcoxon_tasks_needed(r.run.alpha)) +
+        " tasks per category to reach significance.");
+  else if (!single.empty())
+    out.push_back("Power: " + std::to_string(single.size()) +
+                  " categories have a single task; their answers are bootstraps over that "
+                  "task's examples, not evidence about the category.");
+  return out;
+}
+
+/// One line on where the time went: the backbone's share of the run's wall time.
+inline std::string backbone_share(const RunInfo& ri) {
+  // Nothing ran in this invocation (every design resumed): no share to report.
+  if (ri.wall_seconds <= 0 || ri.encoding.empty() || ri.backbone_sequences == 0) return "";
+  return "Backbone: " + detail::fmt(ri.backbone_seconds, 1) + " s of " +
+         detail::fmt(ri.wall_seconds, 1) + " s (" +
+         detail::fmt(100.0 * ri.backbone_seconds / ri.wall_seconds, 1) + "%) with " +
+         (ri.encoding == "shared" ? "one backbone pass per attention mode and text ("
+                                  : "a backbone pass per design (") +
+         std::to_string(ri.backbone_sequences) + " sequences run).";
+}
+
 /// The summary table printed on the terminal: designs x categories (mean main score per
 /// category), marks against the baseline, then the significant differences in words.
 inline std::string summary_table(const Results& r) {
@@ -266,7 +454,7 @@ inline std::string summary_table(const Results& r) {
   }
   out += "\n" + std::string(out.size() - 1, '-') + "\n";
   for (const auto& d : r.designs) {
-    std::string label = detail::paper_label(d.design);
+    std::string label = detail::paper_label(d);
     out += d.design + std::string(w0 - d.design.size(), ' ') + "  " + label +
            std::string(label.size() < 14 ? 14 - label.size() : 1, ' ');
     for (std::size_t i = 0; i < cats.size(); ++i) {
@@ -302,6 +490,12 @@ inline std::string summary_table(const Results& r) {
   if (!any)
     out +=
         "  no design differs significantly from " + std::string(kBaseline) + " in any category\n";
+  const auto answers = findings(r);
+  if (!answers.empty()) {
+    out += "\nthe paper's questions on this run:\n";
+    for (const auto& s : answers) out += "  - " + s + "\n";
+  }
+  if (const std::string b = backbone_share(r.run); !b.empty()) out += b + "\n";
   return out;
 }
 
@@ -315,13 +509,17 @@ inline std::string render_markdown(const Results& r) {
       r.run.lmembed_version + ". Run " + r.run.started_utc + " to " + r.run.finished_utc + ".\n\n";
   md += "## What was run, and what the tests can say\n\n";
   for (const auto& s : power_statement(r)) md += "- " + detail::md_cell(s) + "\n";
+  if (const auto answers = findings(r); !answers.empty()) {
+    md += "\n## The paper's questions, answered on this run\n\n";
+    for (const auto& s : answers) md += "- " + detail::md_cell(s) + "\n";
+  }
   md += "\n## Summary (mean main score per category)\n\n| design | paper |";
   for (const auto& c : cats) md += " " + c + " |";
   md += "\n|---|---|";
   for (std::size_t i = 0; i < cats.size(); ++i) md += "---:|";
   md += "\n";
   for (const auto& d : r.designs) {
-    md += "| " + d.design + " | " + detail::paper_label(d.design) + " |";
+    md += "| " + d.design + " | " + detail::paper_label(d) + " |";
     for (const auto& c : cats) {
       auto s = r.category_score(d, c);
       std::string sym = category_mark(r, c, d.design).symbol();
@@ -375,12 +573,21 @@ inline std::string render_markdown(const Results& r) {
       "across all tasks.\n\n" +
       test_rows(false);
 
-  md += "\n## Training\n\n| design | steps | first loss | last loss |\n|---|---:|---:|---:|\n";
+  md +=
+      "\n## Training\n\nChance level (uniform scores over the batch's positives and hard "
+      "negatives): " +
+      detail::fmt(chance_loss(r.run), 4) +
+      ".\n\n| design | steps | first loss | last loss | last / chance | learned |\n"
+      "|---|---:|---:|---:|---:|---|\n";
   for (const auto& d : r.designs) {
     if (d.loss.empty()) continue;
     md += "| " + d.design + " | " + std::to_string(d.loss.back().step) + " | " +
-          detail::fmt(d.loss.front().loss, 4) + " | " + detail::fmt(d.loss.back().loss, 4) + " |\n";
+          detail::fmt(d.loss.front().loss, 4) + " | " + detail::fmt(d.loss.back().loss, 4) + " | " +
+          detail::fmt(d.loss.back().loss / chance_loss(r.run), 3) + " | " +
+          (learned(r.run, d) ? "yes" : "no") + " |\n";
   }
+  for (const auto& d : r.designs)
+    if (d.reference) md += "\nReference " + d.design + ": " + detail::md_cell(d.note) + "\n";
   md +=
       "\n## Run time and memory per stage\n\n| design | stage | wall (s) | peak RSS (MiB) | "
       "note |\n|---|---|---:|---:|---|\n";
@@ -392,6 +599,7 @@ inline std::string render_markdown(const Results& r) {
   for (const auto& d : r.designs)
     for (const auto& s : d.stages) md += stage_row(s);
   for (const auto& s : r.stages) md += stage_row(s);
+  if (const std::string b = backbone_share(r.run); !b.empty()) md += "\n" + b + "\n";
   return md;
 }
 
@@ -403,12 +611,13 @@ inline std::string bar_chart_svg(const Results& r, const std::string& category) 
     std::string design;
     double score;
     Mark mark;
+    bool reference;
   };
   std::vector<Row> rows;
   for (const auto& d : r.designs)
     if (auto s = r.category_score(d, category))
-      rows.push_back({d.design, *s, category_mark(r, category, d.design)});
-  const int label_w = 230, plot_w = 360, value_w = 110, row_h = 24, top = 8, axis_h = 24;
+      rows.push_back({d.design, *s, category_mark(r, category, d.design), d.reference});
+  const int label_w = 290, plot_w = 360, value_w = 110, row_h = 24, top = 8, axis_h = 24;
   const int width = label_w + plot_w + value_w;
   const int height = top + static_cast<int>(rows.size()) * row_h + axis_h;
   double lo = 0, hi = 0;
@@ -431,10 +640,11 @@ inline std::string bar_chart_svg(const Results& r, const std::string& category) 
     const Row& row = rows[i];
     const int y = top + static_cast<int>(i) * row_h;
     const double xa = std::min(x0, x_of(row.score)), xb = std::max(x0, x_of(row.score));
-    std::string cls = row.design == kBaseline ? "bar base"
-                      : row.mark.holm         ? (row.mark.diff > 0 ? "bar up" : "bar down")
-                      : row.mark.raw          ? "bar weak"
-                                              : "bar";
+    std::string cls = row.reference             ? "bar ref"
+                      : row.design == kBaseline ? "bar base"
+                      : row.mark.holm           ? (row.mark.diff > 0 ? "bar up" : "bar down")
+                      : row.mark.raw            ? "bar weak"
+                                                : "bar";
     s += "<text class=\"lbl\" x=\"" + std::to_string(label_w - 6) + "\" y=\"" +
          std::to_string(y + 16) + "\" text-anchor=\"end\">" + html_escape(row.design) + "</text>\n";
     s += "<rect class=\"" + cls + "\" x=\"" + fmt(xa, 1) + "\" y=\"" + std::to_string(y + 4) +
@@ -550,7 +760,8 @@ inline std::string render_html(const Results& r) {
       "svg.chart{display:block;margin:4px 0 12px}svg text{font:12px system-ui,sans-serif;"
       "fill:#333}\n"
       "svg .bar{fill:#8fb3d9}svg .bar.base{fill:#9a9a9a}svg .bar.up{fill:#2e9e5b}"
-      "svg .bar.down{fill:#d0543c}svg .bar.weak{fill:#b7cfe6;stroke:#2e6da4;"
+      "svg .bar.down{fill:#d0543c}svg .bar.ref{fill:#b39ddb}svg "
+      ".bar.weak{fill:#b7cfe6;stroke:#2e6da4;"
       "stroke-dasharray:3 2}\n"
       "svg .axis{stroke:#444;stroke-width:1}svg .frame{fill:none;stroke:#bbb}"
       "svg .tick{fill:#666;font-size:11px}\n"
@@ -574,6 +785,11 @@ inline std::string render_html(const Results& r) {
   for (std::size_t i = 0; i + 1 < statement.size(); ++i)
     h += "<li>" + html_escape(statement[i]) + "</li>\n";
   h += "</ul>\n";
+  if (const auto answers = findings(r); !answers.empty()) {
+    h += "<h2>The paper's questions, answered on this run</h2>\n<ul class=\"findings\">\n";
+    for (const auto& s : answers) h += "<li>" + html_escape(s) + "</li>\n";
+    h += "</ul>\n";
+  }
 
   h += "<h2>Main score per category</h2>\n<p class=\"legend\">Bars: mean main score over the "
        "category's tasks. Against <code>" +
@@ -581,7 +797,8 @@ inline std::string render_html(const Results& r) {
        ":<span style=\"background:#2e9e5b\"></span>significantly better (Holm)"
        "<span style=\"background:#d0543c\"></span>significantly worse (Holm)"
        "<span style=\"background:#b7cfe6;border:1px dashed #2e6da4\"></span>significant "
-       "only without correction<span style=\"background:#8fb3d9\"></span>not significant. "
+       "only without correction<span style=\"background:#8fb3d9\"></span>not significant"
+       "<span style=\"background:#b39ddb\"></span>reference row (not a design). "
        "<code>*</code> Holm-corrected, <code>(*)</code> uncorrected only.</p>\n";
   for (const auto& c : cats) {
     const auto ts = r.tasks_in(c);
@@ -602,7 +819,7 @@ inline std::string render_html(const Results& r) {
   h += "</tr>\n";
   for (const auto& d : r.designs) {
     h += "<tr><td>" + html_escape(d.design) + "</td><td class=\"l\">" +
-         html_escape(detail::paper_label(d.design)) + "</td>";
+         html_escape(detail::paper_label(d)) + "</td>";
     for (const auto& t : r.run.tasks) {
       const TaskScore* s = d.find_task(t.task);
       h += "<td>" + (s ? fmt(s->main_score, 4) : std::string("-")) + "</td>";
@@ -614,6 +831,20 @@ inline std::string render_html(const Results& r) {
   const std::string loss_svg = detail::loss_chart_svg(r);
   h += "<h2>Training loss</h2>\n";
   h += loss_svg.empty() ? "<p>No design with a trainable head finished.</p>\n" : loss_svg;
+  if (!loss_svg.empty()) {
+    h += "<p>Chance level (uniform scores over the batch's positives and hard negatives): " +
+         fmt(chance_loss(r.run), 4) +
+         ".</p>\n<table>\n<tr><th>design</th><th>steps</th><th>first loss</th><th>last "
+         "loss</th><th>last / chance</th><th>learned</th></tr>\n";
+    for (const auto& d : r.designs) {
+      if (d.loss.empty()) continue;
+      h += "<tr><td>" + html_escape(d.design) + "</td><td>" + std::to_string(d.loss.back().step) +
+           "</td><td>" + fmt(d.loss.front().loss, 4) + "</td><td>" + fmt(d.loss.back().loss, 4) +
+           "</td><td>" + fmt(d.loss.back().loss / chance_loss(r.run), 3) + "</td><td class=\"l\">" +
+           (learned(r.run, d) ? "yes" : "no") + "</td></tr>\n";
+    }
+    h += "</table>\n";
+  }
 
   auto test_table = [&](bool baseline_only) {
     std::string t =
@@ -656,22 +887,23 @@ inline std::string render_html(const Results& r) {
   for (const auto& s : r.stages) h += stage_row(s);
   h += "<tr><th>total</th><th></th><th>" + fmt(total, 2) + "</th><th></th><th></th></tr>\n";
   h += "</table>\n";
+  if (const std::string b = backbone_share(r.run); !b.empty())
+    h += "<p class=\"backbone\">" + html_escape(b) + "</p>\n";
 
   h += "<h2>Designs</h2>\n<table>\n<tr><th>design</th><th>paper</th><th>attention</th>"
        "<th>pooling</th><th>captured states</th><th>what it is</th></tr>\n";
   for (const auto& d : r.designs) {
-    std::string summary;
+    std::string summary = d.note;
     for (const Design& k : kDesigns)
       if (k.name == d.design) summary = std::string(k.summary);
     h += "<tr><td>" + html_escape(d.design) + "</td><td class=\"l\">" +
-         html_escape(detail::paper_label(d.design)) + "</td><td class=\"l\">" +
-         html_escape(d.attention) + "</td><td class=\"l\">" + html_escape(d.pooling) +
-         "</td><td class=\"l\">" + html_escape(d.capture) + "</td><td class=\"l\">" +
-         html_escape(summary) + "</td></tr>\n";
+         html_escape(detail::paper_label(d)) + "</td><td class=\"l\">" + html_escape(d.attention) +
+         "</td><td class=\"l\">" + html_escape(d.pooling) + "</td><td class=\"l\">" +
+         html_escape(d.capture) + "</td><td class=\"l\">" + html_escape(summary) + "</td></tr>\n";
   }
   h += "</table>\n";
   if (!r.run.head_config.empty()) {
-    h += "<p>Head configuration: ";
+    h += "<p>Configuration: ";
     bool first = true;
     for (const auto& [k, v] : r.run.head_config) {
       h += (first ? "" : ", ") + html_escape(k) + " = " + html_escape(v);

@@ -58,6 +58,11 @@ struct DesignResult {
   std::vector<LossPoint> loss;      ///< training-loss curve (empty when nothing was trained)
   std::vector<TaskScore> tasks;     ///< one per evaluated task
   std::vector<StageRecord> stages;  ///< this design's stages
+  /// A reference row (e.g. sentence-transformers' all-MiniLM-L6-v2 from precomputed
+  /// embeddings): scored by the same evaluator and tested against the designs, but not a design
+  /// (its tests are their own Holm families; it never enters the verdict on designs).
+  bool reference = false;
+  std::string note;  ///< how a reference's embeddings were made ("" for designs)
 
   /// The score of `task`, or nullptr.
   const TaskScore* find_task(const std::string& name) const {
@@ -94,6 +99,12 @@ struct RunInfo {
   std::vector<std::string> designs;  ///< requested, in order
   std::vector<TaskInfo> tasks;
   std::map<std::string, std::string> head_config;  ///< head sizes as strings, for the record
+  /// "shared" (one backbone pass per attention mode and text) or "per-design".
+  std::string encoding;
+  double backbone_seconds = 0;          ///< wall seconds in the backbone (this run)
+  std::int64_t backbone_sequences = 0;  ///< sequences the backbone ran (this run)
+  double wall_seconds = 0;              ///< load to the last design (stats and report excluded)
+  std::int64_t negatives = 0;  ///< hard negatives per training example (most of any example)
 };
 
 /// One pairwise significance test between designs a and b (difference = a - b).
@@ -107,14 +118,15 @@ struct PairTest {
   double ci_low = NAN, ci_high = NAN;  ///< bootstrap 95% interval of the difference
   double p = NAN;                      ///< raw two-sided p
   double p_holm = NAN;                 ///< Holm-corrected within its (scope, name) family
-  double min_p = NAN;  ///< smallest p this test could give with this n (power bound)
+  double min_p = NAN;      ///< smallest p this test could give with this n (power bound)
+  bool reference = false;  ///< one side is a reference row (a), the other a design (b)
 };
 
 /// The whole comparison.
 struct Results {
   std::string schema = kResultsSchema;
   RunInfo run;
-  std::vector<DesignResult> designs;  ///< finished designs, in run order
+  std::vector<DesignResult> designs;  ///< finished designs, in run order, then references
   std::vector<PairTest> tests;
   std::vector<StageRecord> stages;  ///< run-wide stages (load, stats, report)
 

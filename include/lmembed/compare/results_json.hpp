@@ -71,6 +71,10 @@ inline json::Value to_json(const DesignResult& d, bool per_example) {
   o["capture"] = d.capture;
   o["head_file"] = d.head_file;
   o["head_sha256"] = d.head_sha256;
+  if (d.reference) {
+    o["reference"] = true;
+    o["note"] = d.note;
+  }
   json::Value loss = json::Value::array();
   for (const auto& p : d.loss) {
     json::Value pt = json::Value::array();
@@ -113,6 +117,8 @@ inline DesignResult design_from_json(const json::Value& o) {
   d.capture = detail::get_str(o, "capture");
   d.head_file = detail::get_str(o, "head_file");
   d.head_sha256 = detail::get_str(o, "head_sha256");
+  if (const json::Value* ref = o.find("reference")) d.reference = ref->as_bool();
+  d.note = detail::get_str(o, "note");
   if (const json::Value* loss = o.find("loss"))
     for (const auto& p : loss->as_array())
       d.loss.push_back({p.at(0).as_int(), p.at(1).is_null() ? NAN : p.at(1).as_double()});
@@ -158,6 +164,11 @@ inline json::Value to_json(const Results& r) {
   run["alpha"] = ri.alpha;
   run["started_utc"] = ri.started_utc;
   run["finished_utc"] = ri.finished_utc;
+  run["encoding"] = ri.encoding;
+  run["backbone_seconds"] = ri.backbone_seconds;
+  run["backbone_sequences"] = ri.backbone_sequences;
+  run["wall_seconds"] = ri.wall_seconds;
+  run["negatives"] = ri.negatives;
   json::Value designs = json::Value::array();
   for (const auto& d : ri.designs) designs.push_back(d);
   run["designs"] = std::move(designs);
@@ -194,6 +205,7 @@ inline json::Value to_json(const Results& r) {
     x["p"] = detail::num_or_null(t.p);
     x["p_holm"] = detail::num_or_null(t.p_holm);
     x["min_p"] = detail::num_or_null(t.min_p);
+    if (t.reference) x["reference"] = true;
     tests.push_back(std::move(x));
   }
   o["tests"] = std::move(tests);
@@ -230,6 +242,11 @@ inline Results results_from_json(const json::Value& o) {
   ri.alpha = detail::get_num(run, "alpha", 0.05);
   ri.started_utc = detail::get_str(run, "started_utc");
   ri.finished_utc = detail::get_str(run, "finished_utc");
+  ri.encoding = detail::get_str(run, "encoding");
+  ri.backbone_seconds = detail::get_num(run, "backbone_seconds", 0);
+  ri.backbone_sequences = detail::get_int(run, "backbone_sequences");
+  ri.wall_seconds = detail::get_num(run, "wall_seconds", 0);
+  ri.negatives = detail::get_int(run, "negatives");
   if (const json::Value* ds = run.find("designs"))
     for (const auto& d : ds->as_array()) ri.designs.push_back(d.as_string());
   if (const json::Value* ts = run.find("tasks"))
@@ -253,6 +270,7 @@ inline Results results_from_json(const json::Value& o) {
     t.p = detail::get_num(x, "p");
     t.p_holm = detail::get_num(x, "p_holm");
     t.min_p = detail::get_num(x, "min_p");
+    if (const json::Value* ref = x.find("reference")) t.reference = ref->as_bool();
     r.tests.push_back(std::move(t));
   }
   if (const json::Value* st = o.find("stages"))
@@ -279,6 +297,36 @@ inline std::optional<DesignResult> load_design(const std::filesystem::path& dir,
   const auto path = design_file(dir, name);
   if (!std::filesystem::exists(path)) return std::nullopt;
   return design_from_json(json::parse(read_text_file(path), path.string()));
+}
+
+/// DIR/references.json: the reference rows with their per-example scores.
+inline std::filesystem::path references_file(const std::filesystem::path& dir) {
+  return dir / "references.json";
+}
+
+/// Saves the reference rows (with per-example scores) atomically; removes the file for none.
+inline void save_references(const std::filesystem::path& dir,
+                            const std::vector<DesignResult>& refs) {
+  if (refs.empty()) {
+    std::filesystem::remove(references_file(dir));
+    return;
+  }
+  json::Value a = json::Value::array();
+  for (const auto& d : refs) a.push_back(to_json(d, true));
+  write_file_atomic(references_file(dir), json::dump(a, 1) + "\n");
+}
+
+/// The reference rows saved in `dir` (none when there is no references.json).
+inline std::vector<DesignResult> load_references(const std::filesystem::path& dir) {
+  std::vector<DesignResult> out;
+  const auto path = references_file(dir);
+  if (!std::filesystem::exists(path)) return out;
+  const json::Value doc = json::parse(read_text_file(path), path.string());
+  for (const auto& v : doc.as_array()) {
+    out.push_back(design_from_json(v));
+    out.back().reference = true;
+  }
+  return out;
 }
 
 /// Reads DIR/results.json (or the given file).

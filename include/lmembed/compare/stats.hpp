@@ -9,6 +9,10 @@
 //                    paper compares designs.
 //   scope "all"      every task (2+), every pair: Wilcoxon over all main scores.
 // Pairs are (a, b) with b the design that ran first (so the baseline, eos-causal, is b).
+// Reference rows (DesignResult::reference, listed after the designs) are tested against every
+// design with a = the reference; those tests form families of their own (PairTest::reference),
+// so adding a reference leaves the Holm-corrected p of the design-vs-design tests unchanged.
+// Two references are not tested against each other.
 #pragma once
 
 #include <algorithm>
@@ -29,8 +33,8 @@ struct TestOptions {
   std::uint64_t seed = 0;                 ///< bootstrap seed (each pair gets seed + its index)
 };
 
-/// Holm-corrects p_holm within each (scope, name) family of `tests`; NaN p stays out of the
-/// family and keeps NaN.
+/// Holm-corrects p_holm within each (scope, name, reference) family of `tests`; NaN p stays out
+/// of the family and keeps NaN.
 inline void apply_holm(std::vector<PairTest>& tests) {
   std::vector<bool> done(tests.size(), false);
   for (std::size_t i = 0; i < tests.size(); ++i) {
@@ -38,7 +42,8 @@ inline void apply_holm(std::vector<PairTest>& tests) {
     std::vector<std::size_t> fam;
     std::vector<double> ps;
     for (std::size_t j = i; j < tests.size(); ++j)
-      if (!done[j] && tests[j].scope == tests[i].scope && tests[j].name == tests[i].name) {
+      if (!done[j] && tests[j].scope == tests[i].scope && tests[j].name == tests[i].name &&
+          tests[j].reference == tests[i].reference) {
         done[j] = true;
         if (std::isfinite(tests[j].p)) {
           fam.push_back(j);
@@ -61,14 +66,16 @@ inline std::vector<PairTest> compute_tests(const Results& r, const TestOptions& 
   struct Job {
     const TaskScore *a, *b;
     std::string an, bn, task;
+    bool reference;
   };
   std::vector<Job> jobs;
   for (const auto& t : r.run.tasks)
     for (std::size_t i = 0; i < ds.size(); ++i)
       for (std::size_t j = i + 1; j < ds.size(); ++j) {
+        if (ds[i].reference) continue;  // references only against designs (a = reference)
         const TaskScore* sa = ds[j].find_task(t.task);
         const TaskScore* sb = ds[i].find_task(t.task);
-        if (sa && sb) jobs.push_back({sa, sb, ds[j].design, ds[i].design, t.task});
+        if (sa && sb) jobs.push_back({sa, sb, ds[j].design, ds[i].design, t.task, ds[j].reference});
       }
   std::vector<PairTest> boot(jobs.size());
   const double floor_p =
@@ -82,6 +89,7 @@ inline std::vector<PairTest> compute_tests(const Results& r, const TestOptions& 
     t.a = jb.an;
     t.b = jb.bn;
     t.test = "bootstrap";
+    t.reference = jb.reference;
     t.n = static_cast<std::int64_t>(jb.a->per_example.size());
     t.min_p = floor_p;
     if (jb.a->per_example.empty() || jb.a->per_example.size() != jb.b->per_example.size()) {
@@ -104,6 +112,7 @@ inline std::vector<PairTest> compute_tests(const Results& r, const TestOptions& 
     if (tasks.size() < 2) return;
     for (std::size_t i = 0; i < ds.size(); ++i)
       for (std::size_t j = i + 1; j < ds.size(); ++j) {
+        if (ds[i].reference) continue;
         std::vector<double> xa, xb;
         for (const auto& t : tasks) {
           const TaskScore* sa = ds[j].find_task(t.task);
@@ -119,6 +128,7 @@ inline std::vector<PairTest> compute_tests(const Results& r, const TestOptions& 
         t.a = ds[j].design;
         t.b = ds[i].design;
         t.test = "wilcoxon";
+        t.reference = ds[j].reference;
         t.n = static_cast<std::int64_t>(xa.size());
         t.min_p = eval::wilcoxon_min_pvalue(t.n);
         double sum = 0;
