@@ -15,7 +15,9 @@
 // same order with FMA, so the GEMM is bit-identical to AVX-512 too. Generic uses separate
 // multiply and add (rounded twice) and std::exp; AVX2's exp differs from AVX-512's below
 // 1.6e-38 and above 1.6e38 (see simd::Avx2::exp). The elementwise loops (RMSNorm, RoPE,
-// attention) have no reassociation, so they agree at every level.
+// attention rows, column sums) reorder no sum; at the AVX2 / AVX-512 levels the compiler
+// contracts a * b + c into FMA (GCC's default for C++, as in the former -march=native build),
+// at generic on plain x86-64 it cannot: RoPE and attention differ there by rounding only.
 #pragma once
 
 #include <algorithm>

@@ -25,8 +25,9 @@
 namespace lmembed::cpu::simd {
 
 /// Portable "vector" of 16 floats as plain loops (the compiler vectorizes them for the
-/// translation unit's ISA). Multiply-add is a separate multiply and add, as the portable
-/// kernels always were (ISO C++ mode does not contract them).
+/// translation unit's ISA). Multiply-add is a multiply and an add, as the portable kernels
+/// always were: rounded twice on baseline x86-64 (no FMA there; a TU built with FMA may
+/// contract them).
 struct Generic {
   static constexpr int W = 16;         ///< floats per vector
   static constexpr bool kExp = false;  ///< no vector exp: the kernels call std::exp
