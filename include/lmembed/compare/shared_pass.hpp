@@ -104,7 +104,8 @@ class SharedPass {
           slot[s] = it->second;
           ++served_;
         } else if (auto f = fresh.find(k); f != fresh.end()) {
-          slot[s] = f->second;
+          slot[s] = f->second;  // a repeat within the batch runs once too
+          ++served_;
         } else {
           slot[s] = entries_.size() + missing.size();
           fresh.emplace(std::move(k), slot[s]);
