@@ -47,19 +47,20 @@ ensure_venv() {
     echo "$dir/bin/python"; return 0
   fi
   log "building the Python environment $dir from $(basename "$req") (once per machine)"
-  rm -rf "$dir.tmp"
+  # Built in place (a venv's scripts name its folder in their #! lines, so it cannot be renamed);
+  # the stamp is written last, so a half-built venv is rebuilt next time.
+  rm -rf "$dir"
   local flags=()
   [ "$system" = system ] && flags+=(--system-site-packages)
-  if ! /usr/bin/python3 -m venv "${flags[@]}" "$dir.tmp" >&2; then
+  if ! /usr/bin/python3 -m venv "${flags[@]}" "$dir" >&2; then
     log "WARNING: python3 -m venv failed"; return 1
   fi
   # CMAKE_BUILD_PARALLEL_LEVEL: llama-cpp-python's source build uses every core.
-  if ! CMAKE_BUILD_PARALLEL_LEVEL=$JOBS "$dir.tmp/bin/pip" install -q --cache-dir "$LMEMBED_CACHE/pip" \
-        -r "$req" >&2; then
+  if ! CMAKE_BUILD_PARALLEL_LEVEL=$JOBS "$dir/bin/python" -m pip install -q \
+        --cache-dir "$LMEMBED_CACHE/pip" -r "$req" >&2; then
     log "WARNING: pip could not install $(basename "$req") (no network to PyPI?)"
-    rm -rf "$dir.tmp"; return 1
+    rm -rf "$dir"; return 1
   fi
-  echo "$stamp" >"$dir.tmp/.lmembed-stamp"
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  echo "$stamp" >"$dir/.lmembed-stamp"
   echo "$dir/bin/python"
 }

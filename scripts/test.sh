@@ -16,9 +16,12 @@ ensure_packages python3-venv python3-dev
 real_model=$(scripts/fetch_models.sh) || { log "WARNING: no real model: its tests will SKIP"; real_model=""; }
 ref_python=$(ensure_venv light scripts/requirements/reference.txt system) ||
   { log "WARNING: no reference venv: the llama.cpp/transformers tests will SKIP"; ref_python=""; }
+mteb_python=$(ensure_venv mteb scripts/requirements/mteb.txt) ||
+  { log "WARNING: no MTEB venv: the Python-module and MTEB tests will SKIP"; mteb_python=""; }
 
 log "configure + build (preset default)"
-extra=(-DLMEMBED_MPI=ON "-DLMEMBED_REAL_MODEL=$real_model" "-DLMEMBED_REFERENCE_PYTHON=$ref_python")
+extra=(-DLMEMBED_MPI=ON "-DLMEMBED_REAL_MODEL=$real_model" "-DLMEMBED_REFERENCE_PYTHON=$ref_python"
+       "-DLMEMBED_MTEB_PYTHON=$mteb_python")
 # CUDA code is compiled (not run) wherever nvcc exists; GPU tests skip without a device.
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
