@@ -61,7 +61,9 @@ LMEMBED_CPU_INLINE void micro_tile(const float* a, const float* b, std::int64_t 
     reg bj[C];
     for (int j = 0; j < C; ++j) V::load(bj[j], b + kk * kNr + j * V::W);
     const float* ak = a + kk * kMr;
+#if defined(__GNUC__) && !defined(__CUDACC__)  // nvcc's front end warns on GCC's pragma
 #pragma GCC unroll 8
+#endif
     for (int i = 0; i < R; ++i) {
       reg ai;
       V::set1(ai, ak[i]);
