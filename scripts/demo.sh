@@ -31,7 +31,9 @@
 #   LMEMBED_DEMO_FRESH   1: delete the output folder first
 #   LMEMBED_DEMO_ANCHOR  0: no reference row
 #   LMEMBED_ANCHOR_PYTHON  python with torch + sentence-transformers for the reference row
-#                        (default: $LMEMBED_REFERENCE_PYTHON, the reference venv, else python3)
+#                        (default: $LMEMBED_REFERENCE_PYTHON, else the reference venv of
+#                        scripts/test.sh if built, else a cached venv from
+#                        scripts/requirements/anchor.txt over Debian's python3-torch)
 #   LMEMBED_DEMO_ARGS    extra arguments for lmembed compare (e.g. "--steps 400")
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LMEMBED_ROOT"
@@ -103,7 +105,12 @@ if [ "${LMEMBED_DEMO_ANCHOR:-1}" != "0" ]; then
   t=$(date +%s)
   py=${LMEMBED_ANCHOR_PYTHON:-${LMEMBED_REFERENCE_PYTHON:-}}
   [ -z "$py" ] && [ -x "$LMEMBED_CACHE/venv-light/bin/python" ] && py=$LMEMBED_CACHE/venv-light/bin/python
-  py=${py:-python3}
+  if [ -z "$py" ]; then
+    # A small cached venv over Debian's torch (scripts/requirements/anchor.txt, once per machine).
+    ( ensure_packages python3-venv python3-torch python3-numpy ) ||
+      log "cannot install python3-torch here: the reference row will be skipped"
+    py=$(ensure_venv anchor "$LMEMBED_ROOT/scripts/requirements/anchor.txt" system) || py=python3
+  fi
   mkdir -p "$out/anchor"
   log "reference row: all-MiniLM-L6-v2 with $py"
   if "$cli" eval --dump-texts "$out/anchor/texts.jsonl" "${eval_args[@]}" --quiet &&

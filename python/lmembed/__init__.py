@@ -24,6 +24,7 @@ from ._lmembed import (  # noqa: F401  (re-exported API)
     __version__,
     bundled_task_names,
     cache,
+    cpu_level,
     format_instruction,
     task_data,
     task_texts,
@@ -35,8 +36,8 @@ _lmembed._set_error_types(Error, FormatError, ShapeError, ConfigError, IoError, 
 
 __all__ = [
     "ConfigError", "Encoder", "Error", "FormatError", "InputError", "IoError", "ShapeError",
-    "__version__", "bundled_task_names", "cache", "evaluate", "format_instruction", "task_data",
-    "task_texts", "train", "Lookup",
+    "__version__", "bundled_task_names", "cache", "cpu_level", "evaluate", "format_instruction",
+    "task_data", "task_texts", "train", "Lookup",
 ]
 
 Keys = Sequence[Tuple[str, str]]

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/eval/runner.hpp"
 #include "lmembed/version.hpp"
 
@@ -232,6 +233,11 @@ NB_MODULE(_lmembed, m) {
       arg("instruction"),
       "The E5-style prefix of a task instruction: 'Instruct: {instruction}\\nQuery: ' ('' stays\n"
       "''), as lmembed eval and Tang & Yang 2024 put it before queries.");
+
+  m.def(
+      "cpu_level", [] { return lmembed::cpu::describe(); },
+      "The CPU kernel level the run-time dispatch picked and why, e.g. 'avx512 (auto: ...)'\n"
+      "(as `lmembed --version` prints it; the LMEMBED_CPU environment variable overrides).");
 
   py::bind_train(m);
   py::bind_eval(m);

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`lmembed embed|eval --device cuda` end to end.
 
-Every build:  `--device gpu` is refused naming the valid devices; `--device cpu` equals the
+Every build:  `--device gpu` is refused naming the valid devices (exit status 2, a usage error); `--device cpu` equals the
               default. A build without CUDA refuses `--device cuda` with exit status 1 and
               "this lmembed was built without CUDA (configure with -DLMEMBED_CUDA=ON)" (then
               the test passes: that is the whole behaviour there). A CUDA build on a machine
@@ -65,9 +65,10 @@ def embed(device, extra, out_name, model=STORIES, inp=texts):
     return np.load(out)
 
 
-# Every build: a bad device name, and --device cpu is the default.
+# Every build: a bad device name is a usage error (exit status 2, as every usage error of the
+# CLI), and --device cpu is the default.
 r = run(["embed", "--model", STORIES, "--input", texts, "--output", os.path.join(tmp, "x.npy"),
-         "--device", "gpu"], expect=1)
+         "--device", "gpu"], expect=2)
 assert "unknown device 'gpu' (valid: cpu, cuda)" in r.stderr, r.stderr
 a = embed(None, ["--pooling", "mean"], "default.npy")
 b = embed("cpu", ["--pooling", "mean"], "cpu.npy")

@@ -247,6 +247,16 @@ def test_evaluate_matches_cli(work):
     assert d["category"] == "sts" and len(d["data"]["score"]) == 100
 
 
+def test_cpu_level_is_the_clis():
+    """The module is built portably, as the CLI: both pick their kernels at run time, the same."""
+    cli = H.run_cli("--version").stdout
+    line = [ln for ln in cli.splitlines() if ln.startswith("cpu: ")]
+    assert line, cli
+    level = lmembed.cpu_level()
+    assert level.split()[0] in ("generic", "avx2", "avx512"), level
+    assert level == line[0][len("cpu: "):], (level, line)
+
+
 def test_stubs_describe_the_api():
     stub = os.path.join(os.path.dirname(lmembed.__file__), "_lmembed.pyi")
     text = open(stub, encoding="utf-8").read()
