@@ -51,6 +51,9 @@ struct EncoderOptions {
   bool truncate = false;             ///< cut texts longer than the context instead of input_error
   std::int64_t batch_tokens = 8192;  ///< tokens per backbone call (bounds memory)
   bool progress = false;             ///< report progress on stderr
+  /// How load() / make_encoder(path, ...) hold the weights: stored (default; Q8_0 / Q4_0 / Q4_1
+  /// stay quantized, integer kernels) or f32 (exact, 4 bytes per parameter).
+  WeightFormat weights = WeightFormat::stored;
 };
 
 namespace detail {
@@ -214,7 +217,7 @@ class Encoder final : public EncoderBase {
   /// file (config_error when a trainable pooling gets none, or the file is another pooling's).
   static Encoder load(const std::filesystem::path& model,
                       const std::filesystem::path& head_file = {}, EncoderOptions options = {}) {
-    Backbone b = Backbone::load(model);
+    Backbone b = Backbone::load(model, options.weights);
     Tokenizer t = Tokenizer::load(model);
     if constexpr (Pooling::trainable) {
       if (head_file.empty())
@@ -370,8 +373,8 @@ inline AnyEncoder make_encoder(const std::filesystem::path& model, AttentionKind
                                const std::filesystem::path& head_file = {},
                                const EncoderOptions& options = {}) {
   (void)pooling::capture_of(pooling_name);  // fail on a bad name before loading a model
-  return make_encoder(Backbone::load(model), Tokenizer::load(model), attention, pooling_name,
-                      head_file, options);
+  return make_encoder(Backbone::load(model, options.weights), Tokenizer::load(model), attention,
+                      pooling_name, head_file, options);
 }
 
 }  // namespace lmembed

@@ -5,7 +5,7 @@
 //   dump_states MODEL causal|bidirectional IDS_FILE OUT.npy
 // IDS_FILE: one sequence per line, space-separated token ids. OUT.npy: float32
 // [n_tokens * n_layers, d], rows token-major, layer-minor (CaptureLayers::all x
-// CaptureTokens::all, as core/batch.hpp lays them out).
+// CaptureTokens::all, as core/batch.hpp lays them out). Weights: WeightFormat::f32.
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    lmembed::Backbone bb = lmembed::Backbone::load(argv[1]);
+    // The exact F32 path: the reference tests bound lmembed's float32 error, not the 8-bit
+    // activation rounding of the stored-type kernels (test_qgemm bounds that).
+    lmembed::Backbone bb = lmembed::Backbone::load(argv[1], lmembed::WeightFormat::f32);
     const lmembed::AttentionKind att = lmembed::parse_attention(argv[2]);
     std::ifstream in(argv[3]);
     if (!in) throw lmembed::io_error(std::string(argv[3]) + ": cannot open");

@@ -175,10 +175,12 @@ def normalize(m):
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
-def ours_pooled(pooling):
-    out = os.path.join(tmp, f"emb-{pooling}.npy")
+def ours_pooled(pooling, weights="f32"):
+    """The CLI's embeddings; f32 (the exact path) unless asked for the stored-type kernels."""
+    out = os.path.join(tmp, f"emb-{pooling}-{weights}.npy")
     subprocess.run([CLI, "embed", "--model", MODEL, "--ids", "--input", ids_file, "--output", out,
-                    "--attention", "causal", "--pooling", pooling, "--threads", "2"], check=True)
+                    "--attention", "causal", "--pooling", pooling, "--threads", "2",
+                    "--weights", weights], check=True)
     return normalize(np.load(out))
 
 
@@ -227,6 +229,13 @@ for name, pooling, ptype, hf_pool in (
           f"mean {cos.mean():.6f}")
     check(np.median(cos) >= 0.999, f"{name}: llama.cpp's quantized-activation path is close in "
           f"median (>= 0.999: {np.median(cos):.6f})")
+    # lmembed's own stored-type path (Q4_1 / Q8_0 weights kept, activations rounded to 8 bits
+    # per block like llama.cpp's) against its exact F32 path.
+    cos = (ours_pooled(pooling, "stored") * got).sum(axis=1)
+    print(f"{name}: lmembed --weights stored vs f32: cosine min {cos.min():.6f}, "
+          f"median {np.median(cos):.6f}")
+    check(np.median(cos) >= 0.999, f"{name}: --weights stored is close to f32 in median (>= 0.999: "
+          f"{np.median(cos):.6f})")
 
 print(f"{len(failures)} failed" if failures else "all checks passed")
 sys.exit(1 if failures else 0)

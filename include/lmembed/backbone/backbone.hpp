@@ -10,7 +10,9 @@
 //  - RoPE uses one (rotate-half) kernel: GGUF llama q/k rows are un-permuted at load;
 //  - all scratch is allocated once per forward call (sized for the largest chunk), never per
 //    layer; memory is weights + O(chunk tokens x width) plus what the capture asks for.
-// Numerics follow llama.cpp / HF: F32 everywhere, RMSNorm and pooling sums in double.
+// Numerics follow llama.cpp / HF: F32 everywhere, RMSNorm and pooling sums in double. Weights kept
+// in Q8_0 / Q4_0 / Q4_1 (WeightFormat::stored) multiply 8-bit block-quantized activations
+// instead (backbone/qgemm.hpp); WeightFormat::f32 is the exact path.
 // The GEMM, RMSNorm, RoPE, attention and SwiGLU kernels run at the CPU level chosen at run time
 // (lmembed/cpu/dispatch.hpp), read once per forward call.
 #pragma once
@@ -34,6 +36,7 @@
 #include "lmembed/backbone/config.hpp"
 #include "lmembed/backbone/gemm.hpp"
 #include "lmembed/backbone/loader.hpp"
+#include "lmembed/backbone/qgemm.hpp"
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
@@ -69,15 +72,21 @@ class Backbone {
   Backbone() = default;
 
   /// Loads a .gguf file or a Hugging Face folder (config.json + model.safetensors or
-  /// model.safetensors.index.json). All weights are converted to F32 at load (F16/BF16 double
-  /// in size, Q8_0 grows 3.8x); see docs/backbone.md.
-  static Backbone load(const std::filesystem::path& model) {
-    auto [config, weights] = io::load_model_weights(model);
+  /// model.safetensors.index.json). WeightFormat::stored (the default): GGUF projections in
+  /// Q8_0 / Q4_0 / Q4_1 stay in that type (integer kernels on 8-bit activations) and a
+  /// quantized token embedding stays quantized; everything else, and all of it with
+  /// WeightFormat::f32, is converted to F32 (F16/BF16 double in size, Q8_0 grows 3.8x). See
+  /// docs/backbone.md.
+  static Backbone load(const std::filesystem::path& model,
+                       WeightFormat format = WeightFormat::stored) {
+    auto [config, weights] = io::load_model_weights(model, format);
     return from_weights(config, std::move(weights), model.string());
   }
 
-  /// Builds a backbone from F32 weights (q/k rows in config.rope_style); `source` names the
-  /// origin in error messages. The unpacked weights are released after packing.
+  /// Builds a backbone from weights (q/k rows in config.rope_style): F32 matrices, or for the
+  /// projections and the token embedding blocks kept in their stored type (LayerWeights::stored,
+  /// ModelWeights::tok_embd_stored). `source` names the origin in error messages. The unpacked
+  /// weights are released after packing.
   static Backbone from_weights(const ModelConfig& config, ModelWeights weights,
                                const std::string& source = "model") {
     config.validate(source);
@@ -90,34 +99,63 @@ class Backbone {
                           std::to_string(m.cols()) + "], expected [" + std::to_string(r) + ", " +
                           std::to_string(c) + "]");
     };
-    check(weights.tok_embd, config.n_vocab, d, "tok_embd");
+    // A projection: its stored blocks when set, else the F32 matrix.
+    auto check_proj = [&](const Matrix& m, const BlockRows& q, std::int64_t r, std::int64_t c,
+                          const std::string& name) {
+      if (q.empty()) return check(m, r, c, name);
+      if (!io::is_quantized(q.dtype))
+        throw shape_error(source + ": stored weight " + name + " must be a GGML block type, not " +
+                          std::string(io::to_string(q.dtype)));
+      if (q.rows != r || q.cols != c ||
+          q.bytes.size() != static_cast<std::size_t>(q.rows * q.row_bytes()))
+        throw shape_error(source + ": weight " + name + " (" + io::to_string(q.dtype) + ") is [" +
+                          std::to_string(q.rows) + ", " + std::to_string(q.cols) + "] in " +
+                          std::to_string(q.bytes.size()) + " bytes, expected [" +
+                          std::to_string(r) + ", " + std::to_string(c) + "]");
+    };
+    if (weights.tok_embd_stored.empty()) {
+      check(weights.tok_embd, config.n_vocab, d, "tok_embd");
+    } else {
+      check_proj(weights.tok_embd, weights.tok_embd_stored, config.n_vocab, d, "tok_embd");
+    }
     check(weights.out_norm, 1, d, "out_norm");
     if (static_cast<std::int64_t>(weights.layers.size()) != config.n_layers)
       throw shape_error(source + ": " + std::to_string(weights.layers.size()) +
                         " layers of weights, config says " + std::to_string(config.n_layers));
     b.tok_embd_ = std::move(weights.tok_embd);
+    b.tok_embd_stored_ = std::move(weights.tok_embd_stored);
     b.out_norm_.assign(weights.out_norm.data(), weights.out_norm.data() + d);
     const bool permute = config.rope_style == RopeStyle::interleaved;
+    const std::vector<std::int64_t> perm_q =
+        permute ? detail::interleaved_to_neox_rows(config.n_heads, config.head_dim)
+                : std::vector<std::int64_t>{};
+    const std::vector<std::int64_t> perm_k =
+        permute ? detail::interleaved_to_neox_rows(config.n_kv_heads, config.head_dim)
+                : std::vector<std::int64_t>{};
     for (std::int64_t l = 0; l < config.n_layers; ++l) {
       LayerWeights& w = weights.layers[l];
+      LayerWeights::Stored& st = w.stored;
       const std::string p = "layer " + std::to_string(l) + " ";
       check(w.attn_norm, 1, d, p + "attn_norm");
       check(w.ffn_norm, 1, d, p + "ffn_norm");
-      check(w.wq, dq, d, p + "wq");
-      check(w.wk, dkv, d, p + "wk");
-      check(w.wv, dkv, d, p + "wv");
-      check(w.wo, d, dq, p + "wo");
-      check(w.w_gate, ff, d, p + "w_gate");
-      check(w.w_up, ff, d, p + "w_up");
-      check(w.w_down, d, ff, p + "w_down");
+      check_proj(w.wq, st.wq, dq, d, p + "wq");
+      check_proj(w.wk, st.wk, dkv, d, p + "wk");
+      check_proj(w.wv, st.wv, dkv, d, p + "wv");
+      check_proj(w.wo, st.wo, d, dq, p + "wo");
+      check_proj(w.w_gate, st.w_gate, ff, d, p + "w_gate");
+      check_proj(w.w_up, st.w_up, ff, d, p + "w_up");
+      check_proj(w.w_down, st.w_down, d, ff, p + "w_down");
       if (config.qkv_bias) {
         check(w.bq, 1, dq, p + "bq");
         check(w.bk, 1, dkv, p + "bk");
         check(w.bv, 1, dkv, p + "bv");
       }
       if (permute) {
-        w.wq = detail::interleaved_to_neox(w.wq, config.n_heads, config.head_dim);
-        w.wk = detail::interleaved_to_neox(w.wk, config.n_kv_heads, config.head_dim);
+        // F32 rows are permuted here; stored rows on packing (the same row map).
+        if (st.wq.empty())
+          w.wq = detail::interleaved_to_neox(w.wq, config.n_heads, config.head_dim);
+        if (st.wk.empty())
+          w.wk = detail::interleaved_to_neox(w.wk, config.n_kv_heads, config.head_dim);
         if (config.qkv_bias) {
           w.bq = detail::interleaved_to_neox(w.bq, config.n_heads, config.head_dim);
           w.bk = detail::interleaved_to_neox(w.bk, config.n_kv_heads, config.head_dim);
@@ -126,21 +164,20 @@ class Backbone {
       Layer L;
       L.attn_norm.assign(w.attn_norm.data(), w.attn_norm.data() + d);
       L.ffn_norm.assign(w.ffn_norm.data(), w.ffn_norm.data() + d);
-      L.wqkv = detail::PackedWeight::zeros(dq + 2 * dkv, d);
-      L.wqkv.pack_rows(w.wq.data(), dq, d, 0);
-      L.wqkv.pack_rows(w.wk.data(), dkv, d, dq);
-      L.wqkv.pack_rows(w.wv.data(), dkv, d, dq + dkv);
+      const std::vector<std::int64_t>* pq = permute ? &perm_q : nullptr;
+      const std::vector<std::int64_t>* pk = permute ? &perm_k : nullptr;
+      L.wqkv = fuse({{&w.wq, &st.wq, pq}, {&w.wk, &st.wk, pk}, {&w.wv, &st.wv, nullptr}}, d,
+                    source + ": " + p + "q|k|v");
       if (config.qkv_bias) {
         L.bqkv.resize(dq + 2 * dkv);
         std::copy_n(w.bq.data(), dq, L.bqkv.begin());
         std::copy_n(w.bk.data(), dkv, L.bqkv.begin() + dq);
         std::copy_n(w.bv.data(), dkv, L.bqkv.begin() + dq + dkv);
       }
-      L.wo = detail::PackedWeight::from(w.wo);
-      L.wgu = detail::PackedWeight::zeros(2 * ff, d);
-      L.wgu.pack_rows(w.w_gate.data(), ff, d, 0);
-      L.wgu.pack_rows(w.w_up.data(), ff, d, ff);
-      L.wdown = detail::PackedWeight::from(w.w_down);
+      L.wo = fuse({{&w.wo, &st.wo, nullptr}}, dq, source + ": " + p + "wo");
+      L.wgu = fuse({{&w.w_gate, &st.w_gate, nullptr}, {&w.w_up, &st.w_up, nullptr}}, d,
+                   source + ": " + p + "gate|up");
+      L.wdown = fuse({{&w.w_down, &st.w_down, nullptr}}, ff, source + ": " + p + "w_down");
       w = LayerWeights{};  // release the unpacked copy now: peak stays ~ one layer above
       b.layers_.push_back(std::move(L));
     }
@@ -164,9 +201,10 @@ class Backbone {
     return threads_;
   }
 
-  /// Bytes of weights held (F32, packed).
+  /// Bytes of weights held (packed; F32 or in their stored type).
   std::size_t weight_bytes() const {
-    std::size_t n = static_cast<std::size_t>(tok_embd_.size()) * sizeof(float);
+    std::size_t n =
+        static_cast<std::size_t>(tok_embd_.size()) * sizeof(float) + tok_embd_stored_.bytes.size();
     for (const Layer& L : layers_)
       n += L.wqkv.bytes() + L.wo.bytes() + L.wgu.bytes() + L.wdown.bytes() +
            (L.bqkv.size() + L.attn_norm.size() + L.ffn_norm.size()) * sizeof(float);
@@ -193,15 +231,73 @@ class Backbone {
  private:
   struct Layer {
     std::vector<float> attn_norm, ffn_norm, bqkv;
-    detail::PackedWeight wqkv, wo, wgu, wdown;
+    detail::LinearWeight wqkv, wo, wgu, wdown;
   };
+
+  /// One part of a fused weight: F32 rows, or the same rows in a stored block type; `perm` maps
+  /// source rows to their place within the part (q/k un-permutation; null: identity).
+  struct Part {
+    const Matrix* f32;
+    const BlockRows* stored;
+    const std::vector<std::int64_t>* perm;
+  };
+
+  /// Packs parts (stacked rows, k columns each) into one weight. All parts stored in one block
+  /// type with an integer kernel: a QuantWeight. Otherwise F32: a stored part of a different
+  /// type (a file mixing e.g. Q4_1 q and Q8_0 v) is dequantized exactly and permuted like the
+  /// F32 path, because one product runs one kernel.
+  static detail::LinearWeight fuse(std::vector<Part> parts, std::int64_t k,
+                                   const std::string& name) {
+    detail::LinearWeight out;
+    std::int64_t rows = 0;
+    bool all_q = true;
+    for (const Part& pt : parts) {
+      const bool q = !pt.stored->empty();
+      rows += q ? pt.stored->rows : pt.f32->rows();
+      all_q = all_q && q && detail::has_qkernel(pt.stored->dtype) &&
+              pt.stored->dtype == parts.front().stored->dtype;
+    }
+    if (all_q) {
+      out.is_q = true;
+      out.q = detail::QuantWeight::zeros(parts.front().stored->dtype, rows, k, name);
+      std::int64_t at = 0;
+      for (const Part& pt : parts) {
+        out.q.pack_rows(pt.stored->bytes.data(), pt.stored->rows, at, pt.perm);
+        at += pt.stored->rows;
+      }
+      return out;
+    }
+    out.f32 = detail::PackedWeight::zeros(rows, k);
+    std::int64_t at = 0;
+    for (const Part& pt : parts) {
+      if (!pt.stored->empty()) {
+        const BlockRows& q = *pt.stored;
+        Matrix m(q.rows, q.cols);
+        for (std::int64_t r = 0; r < q.rows; ++r)
+          io::quant::dequantize_row(q.dtype, q.bytes.data() + r * q.row_bytes(), q.cols,
+                                    m.data() + r * q.cols);
+        if (pt.perm) {
+          Matrix moved(q.rows, q.cols);
+          for (std::int64_t r = 0; r < q.rows; ++r)
+            moved.row((*pt.perm)[static_cast<std::size_t>(r)]) = m.row(r);
+          m = std::move(moved);
+        }
+        out.f32.pack_rows(m.data(), m.rows(), k, at);
+        at += m.rows();
+      } else {
+        out.f32.pack_rows(pt.f32->data(), pt.f32->rows(), k, at);
+        at += pt.f32->rows();
+      }
+    }
+    return out;
+  }
 
   /// Scratch for one forward call, sized for its largest chunk and reused by every layer.
   struct Workspace {
     Matrix x, h, qkv, attn, gu;                  // [T,d] [T,d] [T,dq+2dkv] [T,dq] [T,2ff]
     std::vector<float> rope_cos, rope_sin;       // [max_len, head_dim/2]
     std::vector<std::vector<float>> scores, kt;  // per thread: [max_len], [head_dim, max_len]
-    detail::GemmScratch gemm;
+    detail::LinearScratch gemm;
     std::vector<std::int32_t> pos;  // position of each chunk token in its sequence
     const cpu::Ops* ops = nullptr;  // the run-time CPU level's kernels
   };
@@ -385,11 +481,11 @@ class Backbone {
     double& t_gemm = stats ? stats->gemm_seconds : unused;
     double& t_attn = stats ? stats->attention_seconds : unused;
     double& t_other = stats ? stats->other_seconds : unused;
-    auto gemm = [&](const float* a, std::int64_t lda, const detail::PackedWeight& w, float* c,
+    auto gemm = [&](const float* a, std::int64_t lda, const detail::LinearWeight& w, float* c,
                     std::int64_t ldc, bool accumulate) {
       lap(t_other);
-      detail::gemm_nt(a, lda, T, w, c, ldc, accumulate, threads_, ws.gemm);
-      if (stats) stats->gemm_flops += 2.0 * static_cast<double>(T) * w.n * w.k;
+      detail::linear_nt(a, lda, T, w, c, ldc, accumulate, threads_, ws.gemm);
+      if (stats) stats->gemm_flops += 2.0 * static_cast<double>(T) * w.n() * w.k();
       lap(t_gemm);
     };
     if (stats) stats->tokens += T;
@@ -399,8 +495,14 @@ class Backbone {
       for (std::int64_t i = 0; i < seqs[s].length; ++i) {
         const std::int64_t r = row0[s - s0] + i;
         ws.pos[r] = static_cast<std::int32_t>(i);
-        std::memcpy(ws.x.data() + r * d, tok_embd_.data() + batch.ids[seqs[s].begin + i] * d,
-                    sizeof(float) * d);
+        const std::int64_t id = batch.ids[seqs[s].begin + i];
+        if (tok_embd_stored_.empty()) {
+          std::memcpy(ws.x.data() + r * d, tok_embd_.data() + id * d, sizeof(float) * d);
+        } else {  // decoded exactly as the F32 path decodes it at load
+          const BlockRows& e = tok_embd_stored_;
+          io::quant::dequantize_row(e.dtype, e.bytes.data() + id * e.row_bytes(), d,
+                                    ws.x.data() + r * d);
+        }
       }
 
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -517,6 +619,7 @@ class Backbone {
 
   ModelConfig cfg_;
   Matrix tok_embd_;
+  BlockRows tok_embd_stored_;  // a quantized embedding kept as stored (tok_embd_ then empty)
   std::vector<float> out_norm_;
   std::vector<Layer> layers_;
 #ifdef _OPENMP

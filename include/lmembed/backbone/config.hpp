@@ -4,12 +4,15 @@
 // folder, tests and benchmarks fill them directly (random weights generated in memory).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
+#include "lmembed/io/dtype.hpp"
 
 namespace lmembed {
 
@@ -72,6 +75,46 @@ struct ModelConfig {
   }
 };
 
+/// How a model's weights are held in memory (Backbone::load, EncoderOptions::weights).
+enum class WeightFormat : std::uint8_t {
+  /// GGUF projections in Q8_0 / Q4_0 / Q4_1 stay in that block type and run on integer kernels
+  /// (activations rounded to 8 bits per 32-value block, see backbone/qgemm.hpp); a quantized
+  /// token embedding stays quantized (rows decoded on lookup, exactly). Everything else is F32.
+  stored,
+  /// Every tensor dequantized to F32: the exact evaluation of the file's values (4 bytes per
+  /// parameter).
+  f32,
+};
+
+/// "stored" | "f32".
+inline const char* to_string(WeightFormat f) {
+  return f == WeightFormat::stored ? "stored" : "f32";
+}
+
+/// "stored" / "f32" -> WeightFormat; config_error naming `who` and the choices otherwise.
+inline WeightFormat parse_weight_format(std::string_view s, std::string_view who = "weights") {
+  if (s == "stored") return WeightFormat::stored;
+  if (s == "f32") return WeightFormat::f32;
+  throw config_error(std::string(who) + ": unknown weight format '" + std::string(s) +
+                     "' (expected stored or f32)");
+}
+
+/// A tensor kept as its file stores it: `rows` rows of `cols` values in GGML blocks of `dtype`
+/// (row r at bytes + r * row_bytes()). Empty (rows == 0) when the tensor is held as F32.
+struct BlockRows {
+  io::DType dtype = io::DType::f32;  ///< the GGML type of the blocks
+  std::int64_t rows = 0;             ///< rows (outermost dimension)
+  std::int64_t cols = 0;             ///< values per row (a multiple of the block size)
+  std::vector<std::byte> bytes;      ///< rows * row_bytes() bytes
+
+  /// True when no tensor is held here.
+  bool empty() const noexcept { return rows == 0; }
+  /// Bytes of one row.
+  std::int64_t row_bytes() const noexcept {
+    return cols / io::block_size(dtype) * io::block_bytes(dtype);
+  }
+};
+
 /// One decoder block's F32 weights, PyTorch layout ([out, in]); q/k rows in the layout named
 /// by ModelConfig::rope_style. Biases are 1 x n (empty when the model has none).
 struct LayerWeights {
@@ -81,6 +124,11 @@ struct LayerWeights {
   Matrix ffn_norm;        ///< [1, d]
   Matrix w_gate, w_up;    ///< [d_ff, d]
   Matrix w_down;          ///< [d, d_ff]
+  /// Projections kept in their stored block type (WeightFormat::stored); where one is set, the
+  /// Matrix of the same name is empty.
+  struct Stored {
+    BlockRows wq, wk, wv, wo, w_gate, w_up, w_down;  ///< as the Matrix fields
+  } stored;
 };
 
 /// All weights the frozen backbone needs (no LM head: embeddings need none).
@@ -88,6 +136,9 @@ struct ModelWeights {
   Matrix tok_embd;  ///< [n_vocab, d]
   std::vector<LayerWeights> layers;
   Matrix out_norm;  ///< [1, d]
+  /// The token embedding in its stored block type (WeightFormat::stored, quantized files);
+  /// tok_embd is then empty.
+  BlockRows tok_embd_stored;
 };
 
 namespace detail {
@@ -105,6 +156,18 @@ inline Matrix interleaved_to_neox(const Matrix& w, std::int64_t n_head, std::int
       for (std::int64_t j = 0; j < 2; ++j)
         out.row(h * head_dim + j * half + i) = src.row(h * head_dim + 2 * i + j);
   return bias ? Matrix(out.transpose()) : out;
+}
+
+/// interleaved_to_neox as a row map: element r is the row that source row r moves to.
+inline std::vector<std::int64_t> interleaved_to_neox_rows(std::int64_t n_head,
+                                                          std::int64_t head_dim) {
+  std::vector<std::int64_t> to(static_cast<std::size_t>(n_head * head_dim));
+  const std::int64_t half = head_dim / 2;
+  for (std::int64_t h = 0; h < n_head; ++h)
+    for (std::int64_t i = 0; i < half; ++i)
+      for (std::int64_t j = 0; j < 2; ++j)
+        to[static_cast<std::size_t>(h * head_dim + 2 * i + j)] = h * head_dim + j * half + i;
+  return to;
 }
 
 }  // namespace detail

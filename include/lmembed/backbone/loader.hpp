@@ -1,25 +1,31 @@
 // lmembed/backbone/loader.hpp - ModelConfig and F32 weights from GGUF or a Hugging Face folder.
 //
-// Every tensor is dequantized to F32 here (F32/F16/BF16 and the GGML block formats Q4_0, Q4_1,
-// Q5_0, Q5_1, Q8_0, Q2_K ... Q6_K from GGUF; F32/F16/BF16 from safetensors): the forward pass
-// is one F32 code path. Tensors are converted one at a time straight from the memory map, so
-// the peak is the F32 weights plus the (shared, file-backed) map. The memory cost is 4 bytes per
-// parameter whatever the file holds (F16/BF16 files double, Q8_0 grows 3.8x, Q4_1 6.4x);
-// docs/backbone.md gives the figures. The LM head (output.weight) is never loaded: the
-// backbone ends at output_norm, so tied and untied files load alike. Shapes are checked against the
-// config and a mismatch is a format_error naming the tensor and the file.
+// WeightFormat::stored (GGUF only): projections of type Q8_0 / Q4_0 / Q4_1 and a quantized token
+// embedding are copied as they are stored (LayerWeights::stored, ModelWeights::tok_embd_stored);
+// the backbone runs integer kernels on them (backbone/qgemm.hpp). The rest of this comment is
+// WeightFormat::f32, the default here: every tensor is dequantized to F32 (F32/F16/BF16 and the
+// GGML block formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K ... Q6_K from GGUF; F32/F16/BF16 from
+// safetensors): the forward pass is one F32 code path. Tensors are converted one at a time straight
+// from the memory map, so the peak is the F32 weights plus the (shared, file-backed) map. The
+// memory cost is 4 bytes per parameter whatever the file holds (F16/BF16 files double, Q8_0
+// grows 3.8x, Q4_1 6.4x); docs/backbone.md gives the figures. The LM head (output.weight) is never
+// loaded: the backbone ends at output_norm, so tied and untied files load alike. Shapes are checked
+// against the config and a mismatch is a format_error naming the tensor and the file.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "lmembed/backbone/config.hpp"
+#include "lmembed/backbone/qgemm.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/core/json.hpp"
@@ -27,6 +33,11 @@
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/io/safetensors.hpp"
 #include "lmembed/io/tensor_view.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace lmembed::io {
 
@@ -40,6 +51,37 @@ inline Matrix checked_matrix(const TensorView& t, const Shape& expected,
                        "tensor '" + t.name + "' has shape " + lmembed::to_string(t.shape) +
                            ", expected " + lmembed::to_string(expected));
   return to_matrix(t);
+}
+
+/// The tensor's blocks as stored, after checking its shape like checked_matrix.
+inline BlockRows checked_blocks(const TensorView& t, const Shape& expected,
+                                const std::filesystem::path& file) {
+  if (t.shape != expected)
+    throw format_error(file, format_error::npos,
+                       "tensor '" + t.name + "' has shape " + lmembed::to_string(t.shape) +
+                           ", expected " + lmembed::to_string(expected));
+  detail::check_view(t);
+  BlockRows b;
+  b.dtype = t.dtype;
+  b.rows = expected.size() == 1 ? 1 : expected[0];
+  b.cols = expected.back();
+  b.bytes.assign(t.data.begin(), t.data.end());
+  return b;
+}
+
+/// Drops the mapped file's pages under `bytes` from this process's resident set once a tensor
+/// has been converted (they stay in the page cache; a later read faults them back in): the
+/// load's peak is then the converted weights, not those plus the whole mapped file.
+inline void release_pages(std::span<const std::byte> bytes) {
+#if defined(__unix__) || defined(__APPLE__)
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  if (page == 0 || bytes.empty()) return;
+  const auto lo = reinterpret_cast<std::uintptr_t>(bytes.data());
+  const auto begin = (lo + page - 1) / page * page, end = (lo + bytes.size()) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+  (void)bytes;
+#endif
 }
 
 inline std::string lower(std::string s) {
@@ -95,35 +137,56 @@ inline ModelConfig config_from_gguf(const GgufFile& f) {
   return c;
 }
 
-/// Config and F32 weights of a GGUF model.
-inline std::pair<ModelConfig, ModelWeights> load_gguf_weights(const std::filesystem::path& path) {
+/// Config and weights of a GGUF model: F32, or (WeightFormat::stored) the projections with an
+/// integer kernel and a quantized token embedding as stored.
+inline std::pair<ModelConfig, ModelWeights> load_gguf_weights(
+    const std::filesystem::path& path, WeightFormat format = WeightFormat::f32) {
   const GgufFile f = GgufFile::open(path);
   ModelConfig c = config_from_gguf(f);
   const auto d = c.d_model, dq = c.q_dim(), dkv = c.kv_dim(), ff = c.d_ff;
   auto get = [&](const std::string& name, const Shape& shape) {
-    return detail::checked_matrix(f.tensor(name), shape, path);
+    const TensorView& t = f.tensor(name);
+    Matrix m = detail::checked_matrix(t, shape, path);
+    detail::release_pages(t.data);
+    return m;
+  };
+  const bool stored = format == WeightFormat::stored;
+  // A projection: kept as stored when it has an integer kernel, else F32 in `m`.
+  auto proj = [&](const std::string& name, const Shape& shape, Matrix& m, BlockRows& q) {
+    const TensorView& t = f.tensor(name);
+    if (stored && lmembed::detail::has_qkernel(t.dtype)) {
+      q = detail::checked_blocks(t, shape, path);
+      detail::release_pages(t.data);
+    } else {
+      m = get(name, shape);
+    }
   };
   ModelWeights w;
-  w.tok_embd = get("token_embd.weight", {c.n_vocab, d});
+  if (const TensorView& e = f.tensor("token_embd.weight"); stored && is_quantized(e.dtype)) {
+    w.tok_embd_stored = detail::checked_blocks(e, {c.n_vocab, d}, path);
+    detail::release_pages(e.data);
+  } else {
+    w.tok_embd = get("token_embd.weight", {c.n_vocab, d});
+  }
   w.out_norm = get("output_norm.weight", {d});
   w.layers.resize(c.n_layers);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     LayerWeights& L = w.layers[l];
     L.attn_norm = get(b + "attn_norm.weight", {d});
-    L.wq = get(b + "attn_q.weight", {dq, d});
-    L.wk = get(b + "attn_k.weight", {dkv, d});
-    L.wv = get(b + "attn_v.weight", {dkv, d});
-    L.wo = get(b + "attn_output.weight", {d, dq});
+    proj(b + "attn_q.weight", {dq, d}, L.wq, L.stored.wq);
+    proj(b + "attn_k.weight", {dkv, d}, L.wk, L.stored.wk);
+    proj(b + "attn_v.weight", {dkv, d}, L.wv, L.stored.wv);
+    proj(b + "attn_output.weight", {d, dq}, L.wo, L.stored.wo);
     if (c.qkv_bias) {
       L.bq = get(b + "attn_q.bias", {dq});
       L.bk = get(b + "attn_k.bias", {dkv});
       L.bv = get(b + "attn_v.bias", {dkv});
     }
     L.ffn_norm = get(b + "ffn_norm.weight", {d});
-    L.w_gate = get(b + "ffn_gate.weight", {ff, d});
-    L.w_up = get(b + "ffn_up.weight", {ff, d});
-    L.w_down = get(b + "ffn_down.weight", {d, ff});
+    proj(b + "ffn_gate.weight", {ff, d}, L.w_gate, L.stored.w_gate);
+    proj(b + "ffn_up.weight", {ff, d}, L.w_up, L.stored.w_up);
+    proj(b + "ffn_down.weight", {d, ff}, L.w_down, L.stored.w_down);
   }
   return {c, std::move(w)};
 }
@@ -264,12 +327,13 @@ inline std::pair<ModelConfig, ModelWeights> load_hf_weights(const std::filesyste
   return {c, std::move(w)};
 }
 
-/// A .gguf file or a Hugging Face folder.
-inline std::pair<ModelConfig, ModelWeights> load_model_weights(const std::filesystem::path& model) {
+/// A .gguf file or a Hugging Face folder (safetensors hold no block types: always F32).
+inline std::pair<ModelConfig, ModelWeights> load_model_weights(
+    const std::filesystem::path& model, WeightFormat format = WeightFormat::f32) {
   if (std::filesystem::is_directory(model)) return load_hf_weights(model);
   if (!std::filesystem::exists(model))
     throw io_error(model.string() + ": no such file or directory");
-  return load_gguf_weights(model);
+  return load_gguf_weights(model, format);
 }
 
 }  // namespace lmembed::io
