@@ -11,8 +11,13 @@ figures, and look at the load average.
 
   bench/dispatch/compare_builds.py [--rounds 5] [--threads 2] [--shape llama512]
                                    [--combo causal/mean] [--no-build] [--skip-heads] [--skip-backbone]
-                                   [--heads-filter REGEX]
+                                   [--heads-filter REGEX] [--real-model GGUF [--real-texts 400]]
                                    [--plain-dir build-bench-plain] [--native-dir build-bench-native]
+
+--real-model also builds the lmembed CLI in both folders and times `lmembed embed` (mean pooling,
+causal, ids precomputed once by `lmembed tokenize` so only the backbone and pooling are timed
+beside loading) on the first --real-texts texts of the bundled datasets, e.g. SmolLM2-135M
+(scripts/fetch_models.sh).
 """
 import argparse
 import json
@@ -47,21 +52,43 @@ def load():
     return "%.2f %.2f %.2f" % os.getloadavg()
 
 
-def build(build_dir, flags, jobs):
+def build(build_dir, flags, jobs, cli=False):
     """Configures build_dir (a fresh one: Release, benchmarks only; an existing one keeps its
-    options, only CMAKE_CXX_FLAGS is set) and builds the two benchmarks."""
+    options, only CMAKE_CXX_FLAGS is set) and builds the two benchmarks (and the CLI)."""
     cache = os.path.join(build_dir, "CMakeCache.txt")
+    examples = "ON" if cli else "OFF"
     if os.path.exists(cache):
         cfg = ["cmake", "-S", ROOT, "-B", build_dir, f"-DCMAKE_CXX_FLAGS={flags}",
-               "-DLMEMBED_BUILD_BENCH=ON"]
+               "-DLMEMBED_BUILD_BENCH=ON"] + (["-DLMEMBED_BUILD_EXAMPLES=ON"] if cli else [])
     else:
         cfg = ["cmake", "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
                "-DLMEMBED_BUILD_BENCH=ON", "-DLMEMBED_BUILD_TESTS=OFF",
-               "-DLMEMBED_BUILD_EXAMPLES=OFF", f"-DCMAKE_CXX_FLAGS={flags}"]
+               f"-DLMEMBED_BUILD_EXAMPLES={examples}", f"-DCMAKE_CXX_FLAGS={flags}"]
     print(f"# configure and build {build_dir} (CMAKE_CXX_FLAGS='{flags}')", flush=True)
     sh(cfg)
     sh(["cmake", "--build", build_dir, "--target", "bench_backbone", "bench_pooling",
-        "-j", str(jobs)])
+        *(["lmembed_cli"] if cli else []), "-j", str(jobs)])
+
+
+def real_texts(n):
+    """The first n texts of SNLI dev's premises and hypotheses (bundled, one per line)."""
+    out = []
+    for f in ("s1.dev", "s2.dev"):
+        with open(os.path.join(ROOT, "data", "datasets", "snli_dev", f), encoding="utf-8") as fh:
+            out += [t.strip() for t in fh if t.strip()]
+    return out[:n]
+
+
+def run_real(build_dir, a, ids_file):
+    cli = os.path.join(build_dir, "bin", "lmembed")
+    out = os.path.join(build_dir, "real-embed.npy")
+    cpu0, t0 = child_cpu(), time.perf_counter()
+    sh([cli, "embed", "--model", a.real_model, "--ids", "--input", ids_file, "--output", out,
+        "--attention", "causal", "--pooling", "mean", "--threads", str(a.threads)],
+       env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
+    wall, cpu = time.perf_counter() - t0, child_cpu() - cpu0
+    name = os.path.basename(a.real_model).split(".")[0]
+    return {f"embed {name} {a.real_texts} texts (s)": (wall, cpu)}
 
 
 def child_cpu():
@@ -111,12 +138,25 @@ def main():
     p.add_argument("--heads-filter", default="MultiLayerForwardBackward/64|LatentForwardBackward",
                    help="bench_pooling --benchmark_filter")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--real-model", help="a GGUF file: also time `lmembed embed` on it")
+    p.add_argument("--real-texts", type=int, default=400)
     a = p.parse_args()
 
     builds = {"plain": (a.plain_dir, ""), "native": (a.native_dir, "-march=native")}
     if not a.no_build:
         for d, flags in builds.values():
-            build(d, flags, a.jobs)
+            build(d, flags, a.jobs, cli=bool(a.real_model))
+    ids_file = None
+    if a.real_model:
+        # Token ids once (tokenizing is not what the builds differ in), then embed --ids.
+        texts = os.path.join(a.plain_dir, "real-texts.txt")
+        with open(texts, "w", encoding="utf-8") as f:
+            f.write("\n".join(real_texts(a.real_texts)) + "\n")
+        ids_file = os.path.join(a.plain_dir, "real-ids.txt")
+        with open(texts, encoding="utf-8") as fin, open(ids_file, "w") as f:
+            f.write(subprocess.run([os.path.join(a.plain_dir, "bin", "lmembed"), "tokenize",
+                                    "--model", a.real_model], stdin=fin, check=True, text=True,
+                                   capture_output=True).stdout)
     commit = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
     print(f"machine: {machine()}")
     print(f"commit: {commit} (+ working tree); threads {a.threads}; rounds {a.rounds}; "
@@ -132,6 +172,8 @@ def main():
             res = {}
             if not a.skip_backbone:
                 res, levels[name] = run_backbone(d, a)
+            if a.real_model:
+                res.update(run_real(d, a, ids_file))
             if not a.skip_heads:
                 res.update(run_heads(d, a))
             for k, v in res.items():

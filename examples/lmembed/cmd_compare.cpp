@@ -7,6 +7,7 @@
 
 #include "command.hpp"
 #include "lmembed/compare/compare.hpp"
+#include "lmembed/core/file.hpp"
 
 namespace {
 
@@ -33,6 +34,8 @@ const char* kUsage =
     "  --task-dir DIR      a task folder in an MTEB layout (repeatable)\n"
     "  --data-dir DIR      where the bundled data lives (default: the build's data/)\n"
     "  --max-examples N    seeded subsample of each bundled task (default: all)\n"
+    "  --max-corpus N      bundled retrieval corpus: the documents relevant to the kept\n"
+    "                      queries + seeded distractors up to N (default: all)\n"
     "  --max-train N       use the first N training examples (default: all)\n"
     "  --steps N           training steps per head (default 200)\n"
     "  --batch N           examples per step (default 64)\n"
@@ -68,6 +71,7 @@ int run(std::span<const std::string> argv) {
   Args a(argv, kUsage);
   a.option("--model").option("--train").option("--out").option("--designs").option("--tasks");
   a.option("--task-dir").option("--data-dir").option("--max-examples").option("--max-train");
+  a.option("--max-corpus");
   a.option("--steps").option("--batch").option("--lr").option("--warmup").option("--seed");
   a.option("--ml-latents").option("--latent-latents").option("--bootstrap").option("--alpha");
   a.option("--threads").option("--reference").flag("--quiet").flag("--report-only");
@@ -87,7 +91,12 @@ int run(std::span<const std::string> argv) {
       throw lmembed::cli::usage_error("--reference wants LABEL=FILE.json, got '" + r + "'");
     refs.emplace_back(r.substr(0, eq), r.substr(eq + 1));
   }
+  // One writer per output folder: a second compare (or --report-only) on it while the first
+  // runs is refused, instead of interleaving caches, heads and results.
+  lmembed::DirLock lock;
   if (a.has("--report-only")) {
+    if (std::filesystem::is_directory(out))
+      lock = lmembed::DirLock::acquire(out, "lmembed compare");
     std::optional<double> alpha;
     std::optional<std::int64_t> boot;
     if (a.has("--alpha")) alpha = a.get_double("--alpha", 0.05);
@@ -110,6 +119,9 @@ int run(std::span<const std::string> argv) {
     o.tasks = split_list(tasks);
   for (const auto& d : a.get_all("--task-dir")) o.task_dirs.emplace_back(d);
   o.max_examples = a.get_int("--max-examples", 0);
+  o.max_corpus = a.get_int("--max-corpus", 0);
+  if (o.max_examples < 0 || o.max_corpus < 0)
+    throw lmembed::cli::usage_error("--max-examples and --max-corpus must be >= 0");
   o.max_train = a.get_int("--max-train", 0);
   o.steps = a.get_int("--steps", o.steps);
   o.batch = a.get_int("--batch", o.batch);
@@ -128,6 +140,7 @@ int run(std::span<const std::string> argv) {
   o.references = refs;
   if (o.bootstrap < 1) throw lmembed::cli::usage_error("--bootstrap must be at least 1");
   if (!(o.alpha > 0 && o.alpha < 1)) throw lmembed::cli::usage_error("--alpha must be in (0, 1)");
+  lock = lmembed::DirLock::acquire(out, "lmembed compare");
   const cmp::Results r = cmp::run_compare(o);
   std::cout << cmp::summary_table(r)
             << "\nreport: " << std::filesystem::absolute(out / "report.html").string() << "\n";

@@ -76,6 +76,8 @@ int run_eval(std::span<const std::string> argv) {
       "  --data-dir DIR        lmembed's data folder (default: $LMEMBED_DATA_DIR or the source "
       "tree's)\n"
       "  --max-examples N      seeded subsample of each bundled task (0 = all; recorded)\n"
+      "  --max-corpus N        bundled retrieval corpus: the documents relevant to the kept\n"
+      "                        queries + seeded distractors up to N (0 = all; recorded)\n"
       "  --seed S              task seed (default 42, MTEB's)\n"
       "  --n-experiments N     classification experiments (default 10)\n"
       "  --samples-per-label K classification training examples per label (default 8)\n"
@@ -99,6 +101,7 @@ int run_eval(std::span<const std::string> argv) {
       .option("--task-dir")
       .option("--data-dir")
       .option("--max-examples")
+      .option("--max-corpus")
       .option("--seed")
       .option("--n-experiments")
       .option("--samples-per-label")
@@ -149,7 +152,9 @@ int run_eval(std::span<const std::string> argv) {
   ev::BundledOptions bopt;
   bopt.max_examples = a.get_int("--max-examples", 0);
   bopt.seed = opt.seed;
+  bopt.max_corpus = a.get_int("--max-corpus", 0);
   if (bopt.max_examples < 0) throw usage_error("--max-examples must be >= 0");
+  if (bopt.max_corpus < 0) throw usage_error("--max-corpus must be >= 0");
 
   // Tasks: bundled by name, then folders.
   std::vector<std::string> names;
@@ -266,6 +271,7 @@ int run_eval(std::span<const std::string> argv) {
     settings["clustering_runs"] = static_cast<long long>(opt.clustering_runs);
     settings["cluster_size"] = static_cast<long long>(opt.cluster_size);
     settings["max_examples"] = static_cast<long long>(bopt.max_examples);
+    if (bopt.max_corpus > 0) settings["max_corpus"] = static_cast<long long>(bopt.max_corpus);
     settings["instructions"] = !no_ins;
     settings["device"] = lmembed::cli::to_string(device);
     doc["settings"] = std::move(settings);

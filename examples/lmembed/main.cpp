@@ -1,4 +1,5 @@
 // lmembed: command-line front end of the lmembed library. See `lmembed --help`.
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -8,6 +9,10 @@
 #include "command.hpp"
 #include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/version.hpp"
+
+#if defined(_OPENMP) && defined(__linux__)
+#include <unistd.h>
+#endif
 
 namespace {
 /// A message as one line: a file's own text quoted in an error (a 1 MB line, NUL bytes, control
@@ -31,6 +36,18 @@ std::string one_line(std::string_view m) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(_OPENMP) && defined(__linux__)
+  // Threads that spin while they wait (libgomp's default spins ~300,000 times first) starve each
+  // other on a busy machine: 2 threads ran 10x slower than 1 on an oversubscribed one, while
+  // sleeping at once costs little when idle (bench/threads/wait_policy.py, docs/robustness.md).
+  // libgomp reads OMP_WAIT_POLICY when it is loaded, before main: set it and start over.
+  // A user's OMP_WAIT_POLICY wins; LMEMBED_OMP_WAIT_POLICY=keep leaves libgomp's default.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("LMEMBED_OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: go on with the default
+    ::unsetenv("OMP_WAIT_POLICY");
+  }
+#endif
   using namespace lmembed::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
   auto print_help = [] {

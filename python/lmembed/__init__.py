@@ -17,9 +17,16 @@ import json
 import os
 from typing import Any, Callable, Sequence, Tuple, Union
 
-from . import _lmembed
-from ._errors import ConfigError, Error, FormatError, InputError, IoError, ShapeError
-from ._lmembed import (  # noqa: F401  (re-exported API)
+# OpenMP threads that spin while waiting starve each other on a busy machine; sleeping at once
+# costs nothing measurable when idle (bench/results/omp_wait_policy_*.txt). libgomp reads this
+# when it is loaded, which importing _lmembed may do: a value the user set wins, and a libgomp
+# another module loaded first keeps its own setting.
+if "OMP_WAIT_POLICY" not in os.environ and "LMEMBED_OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from . import _lmembed  # noqa: E402
+from ._errors import ConfigError, Error, FormatError, InputError, IoError, ShapeError  # noqa: E402
+from ._lmembed import (  # noqa: F401,E402  (re-exported API)
     Encoder,
     __version__,
     bundled_task_names,
@@ -30,7 +37,7 @@ from ._lmembed import (  # noqa: F401  (re-exported API)
     task_texts,
     train,
 )
-from ._lmembed import _evaluate
+from ._lmembed import _evaluate  # noqa: E402
 
 _lmembed._set_error_types(Error, FormatError, ShapeError, ConfigError, IoError, InputError)
 

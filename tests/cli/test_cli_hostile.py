@@ -459,9 +459,9 @@ case("compare: --bootstrap 0", ["compare", "--model", MODEL, "--train", train_js
 
 # two writers: a folder another process holds the advisory lock of (as a running `lmembed cache`
 # or `lmembed train` does) is refused, and nothing is written into it
-locked_cache, locked_train = p("locked_cache"), p("locked_train")
+locked_cache, locked_train, locked_cmp = p("locked_cache"), p("locked_train"), p("locked_cmp")
 held = []
-for d in (locked_cache, locked_train):
+for d in (locked_cache, locked_train, locked_cmp):
     os.makedirs(d)
     fd = os.open(d, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -472,6 +472,13 @@ case("train: output folder locked by another writer",
      ["train", "--cache", p("cache_latent"), "--pooling", "latent", "--out",
       p("locked_train", "h.safetensors"), "--steps", "2"], 1, [locked_train, "another process"],
      [p("locked_train", "h.safetensors"), p("locked_train", "loss.csv")])
+case("compare: output folder locked by another writer",
+     ["compare", "--model", MODEL, "--train", train_jsonl, "--out", locked_cmp], 1,
+     [locked_cmp, "another process", "lmembed compare"],
+     [p("locked_cmp", "results.json"), p("locked_cmp", "designs"), p("locked_cmp", "cache")])
+case("compare --report-only: output folder locked by another writer",
+     ["compare", "--out", locked_cmp, "--report-only"], 1, [locked_cmp, "another process"],
+     [p("locked_cmp", "report.html")])
 
 # the command itself
 case("unknown command", ["summon"], 2, ["summon"])

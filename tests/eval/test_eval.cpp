@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -264,6 +266,46 @@ TEST(Loaders, BundledTasks) {
   EXPECT_EQ(std::get<ev::StsData>(sub.data).score.size(), 100u);
   EXPECT_EQ(sub.notes.at("subsample"), "100 of 1500 pairs (seeded, seed 42)");
   EXPECT_THROW(ev::load_bundled_task("nope", data_dir()), lmembed::config_error);
+}
+
+TEST(Loaders, RetrievalCorpusCapKeepsEveryRelevantDocument) {
+  ev::BundledOptions whole;
+  whole.max_examples = 50;
+  const auto full = ev::load_bundled_task("snli-retrieval", data_dir(), whole);
+  ev::BundledOptions capped = whole;
+  capped.max_corpus = 600;
+  const auto cut = ev::load_bundled_task("snli-retrieval", data_dir(), capped);
+  const auto& f = std::get<ev::RetrievalData>(full.data);
+  const auto& c = std::get<ev::RetrievalData>(cut.data);
+  EXPECT_EQ(c.queries, f.queries);
+  EXPECT_EQ(c.qrels, f.qrels);
+  ASSERT_EQ(c.docs.size(), 600u);
+  ASSERT_EQ(c.doc_ids.size(), 600u);
+  // Every relevant document is there, every kept document is one of the corpus (with its id),
+  // and the corpus order is kept.
+  std::map<std::string, std::string> by_id;
+  for (std::size_t i = 0; i < f.docs.size(); ++i) by_id[f.doc_ids[i]] = f.docs[i];
+  std::set<std::string> kept(c.doc_ids.begin(), c.doc_ids.end());
+  EXPECT_EQ(kept.size(), 600u);
+  for (const auto& [q, rel] : c.qrels)
+    for (const auto& [doc, grade] : rel) EXPECT_TRUE(kept.count(doc)) << q << " -> " << doc;
+  for (std::size_t i = 0; i < c.docs.size(); ++i) EXPECT_EQ(by_id.at(c.doc_ids[i]), c.docs[i]);
+  for (std::size_t i = 1; i < c.doc_ids.size(); ++i)
+    EXPECT_LT(std::stoi(c.doc_ids[i - 1].substr(1)), std::stoi(c.doc_ids[i].substr(1)));
+  EXPECT_NE(cut.notes.at("corpus").find("600 of " + std::to_string(f.docs.size())),
+            std::string::npos);
+  EXPECT_EQ(full.notes.count("corpus"), 0u);
+  // Seeded: the same call gives the same corpus; a budget below the relevant set keeps them all.
+  EXPECT_EQ(
+      std::get<ev::RetrievalData>(ev::load_bundled_task("snli-retrieval", data_dir(), capped).data)
+          .doc_ids,
+      c.doc_ids);
+  capped.max_corpus = 1;
+  const auto tiny = ev::load_bundled_task("snli-retrieval", data_dir(), capped);
+  std::set<std::string> rel_docs;
+  for (const auto& [q, rel] : f.qrels)
+    for (const auto& [doc, grade] : rel) rel_docs.insert(doc);
+  EXPECT_EQ(std::get<ev::RetrievalData>(tiny.data).docs.size(), rel_docs.size());
 }
 
 TEST(Loaders, CsvQuotingAndErrors) {

@@ -73,6 +73,8 @@ struct CompareOptions {
   std::uint64_t seed = 42;
   std::int64_t max_train = 0;     ///< first N training examples (0: all)
   std::int64_t max_examples = 0;  ///< per bundled task, seeded subsample (0: all)
+  /// Bundled retrieval corpus: relevant documents + seeded distractors up to N (0: all).
+  std::int64_t max_corpus = 0;
   std::int64_t bootstrap = 2000;  ///< paired-bootstrap resamples
   /// Classification experiments (MTEB's 10 by default; each embeds its own training sample).
   std::int64_t n_experiments = 10;
@@ -275,6 +277,7 @@ inline json::Value run_fingerprint(const CompareOptions& o, std::int64_t n_train
   v["ml_latents"] = o.ml_latents;
   v["latent_latents"] = o.latent_latents;
   if (o.n_experiments != 10) v["n_experiments"] = o.n_experiments;  // absent: older runs' 10
+  if (o.max_corpus > 0) v["max_corpus"] = o.max_corpus;             // absent: the whole corpus
   return v;
 }
 
@@ -329,7 +332,7 @@ inline Results run_compare(const CompareOptions& o) {
   R.run.threads = bb.threads();
   std::vector<eval::Task> tasks;
   for (const auto& name : o.tasks)
-    tasks.push_back(eval::load_bundled_task(name, o.data_dir, {o.max_examples, 42}));
+    tasks.push_back(eval::load_bundled_task(name, o.data_dir, {o.max_examples, 42, o.max_corpus}));
   for (const auto& dir : o.task_dirs) tasks.push_back(eval::load_task_dir(dir));
   if (tasks.empty()) throw config_error("compare: no tasks (--tasks or --task-dir)");
   {

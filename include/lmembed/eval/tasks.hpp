@@ -342,11 +342,16 @@ inline SnliPairs read_snli(const std::filesystem::path& dir) {
   return s;
 }
 
-/// Options of the bundled tasks: an upper bound on examples (0 = all; applied as a seeded
-/// subsample and recorded in the task's notes).
+/// Options of the bundled tasks: upper bounds applied as seeded subsamples and recorded in the
+/// task's notes.
 struct BundledOptions {
-  std::int64_t max_examples = 0;
+  std::int64_t max_examples = 0;  ///< examples (pairs, test texts, queries) per task; 0 = all
   std::uint64_t seed = 42;
+  /// Retrieval corpus size (0 = the whole corpus): every document relevant to a kept query
+  /// stays, the rest of the budget is a seeded sample of the other documents (distractors), as
+  /// MTEB's downsampled retrieval tasks do. A smaller corpus makes the task easier: compare
+  /// designs at the same setting only.
+  std::int64_t max_corpus = 0;
 };
 
 /// Names of the bundled tasks, in their default evaluation order.
@@ -469,7 +474,41 @@ inline Task load_bundled_task(const std::string& name, const std::filesystem::pa
       d.queries.push_back(q_text[j]);
       for (auto h : q_rel[j]) d.qrels[id][d.doc_ids[h]] = 1;
     }
-    note_subsample(idx.size(), q_text.size(), "queries (corpus kept whole)");
+    note_subsample(idx.size(), q_text.size(),
+                   opt.max_corpus > 0 ? "queries" : "queries (corpus kept whole)");
+    const std::size_t n_docs = d.docs.size();
+    if (opt.max_corpus > 0 && static_cast<std::size_t>(opt.max_corpus) < n_docs) {
+      // Relevant documents first (all of them, even past the budget), then seeded distractors;
+      // kept in corpus order so that ties rank as they would in the whole corpus.
+      std::vector<char> keep(n_docs, 0);
+      std::size_t kept = 0;
+      for (auto j : idx)
+        for (auto h : q_rel[j]) {
+          kept += keep[h] ? 0 : 1;
+          keep[h] = 1;
+        }
+      std::vector<std::size_t> others;
+      for (std::size_t h = 0; h < n_docs; ++h)
+        if (!keep[h]) others.push_back(h);
+      const std::size_t want = static_cast<std::size_t>(opt.max_corpus);
+      if (kept < want)
+        for (auto o : detail::subsample_indices(others.size(), want - kept, opt.seed ^ 0x5eedULL))
+          keep[others[o]] = 1;
+      RetrievalData small;
+      small.query_ids = std::move(d.query_ids);
+      small.queries = std::move(d.queries);
+      small.qrels = std::move(d.qrels);
+      for (std::size_t h = 0; h < n_docs; ++h)
+        if (keep[h]) {
+          small.doc_ids.push_back(d.doc_ids[h]);
+          small.docs.push_back(d.docs[h]);
+        }
+      d = std::move(small);
+      t.notes["corpus"] = std::to_string(d.docs.size()) + " of " + std::to_string(n_docs) +
+                          " hypotheses: every one relevant to a kept query + seeded distractors "
+                          "(seed " +
+                          std::to_string(opt.seed) + "); an easier task than the whole corpus";
+    }
     t.description = "SNLI dev: each premise retrieves its entailed hypotheses among all hypotheses";
     t.instruction = instructions::nli_retrieval;
     t.data = std::move(d);

@@ -500,6 +500,14 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
 
   const auto t0 = std::chrono::steady_clock::now();
   std::int64_t texts_done = 0, built_here = 0;
+  // The progress line is rewritten in place ("\r"); whatever ends the loop (done, or an error
+  // such as a full disk) ends that line, so an error message starts on a line of its own.
+  struct EndProgressLine {
+    bool open = false;
+    ~EndProgressLine() {
+      if (open) std::cerr << "\n";
+    }
+  } progress_line;
   std::vector<std::uint64_t> built;  // (shard, checksum) pairs this rank built
   for (std::size_t k = 0; k < plan.size(); ++k) {
     if (owner[k] != me) continue;
@@ -570,6 +578,7 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
                   << texts_done + (i - first) << "/" << mine_texts;
         if (ranks > 1) std::cerr << " on rank 0 (" << ranks << " ranks)";
         std::cerr << ", " << secs << " s" << std::flush;
+        progress_line.open = true;
       }
     }
     write_file_atomic(shard_path, std::span<const std::byte>(buf));
@@ -593,7 +602,8 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
       write_file_atomic(dir / detail::progress_name(me), std::string_view(json::dump(p) + "\n"));
     }
   }
-  if (progress && built_here) std::cerr << "\n";
+  if (progress_line.open) std::cerr << "\n";
+  progress_line.open = false;
 
   // 4. Every rank learns every checksum; rank 0 writes the complete index.
   const auto counts64 = comm.allgather_one<std::uint64_t>(built.size());
