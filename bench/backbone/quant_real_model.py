@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """`lmembed embed --weights stored` vs `--weights f32` on the real model: memory, speed, agreement.
 
     bench/backbone/quant_real_model.py [--model GGUF] [--cli build/bin/lmembed] [--texts 500]

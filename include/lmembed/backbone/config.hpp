@@ -91,12 +91,13 @@ inline const char* to_string(WeightFormat f) {
   return f == WeightFormat::stored ? "stored" : "f32";
 }
 
-/// "stored" / "f32" -> WeightFormat; config_error naming `who` and the choices otherwise.
+/// "stored" / "f32" -> WeightFormat; config_error naming `who` (when not empty) and the
+/// choices otherwise.
 inline WeightFormat parse_weight_format(std::string_view s, std::string_view who = "weights") {
   if (s == "stored") return WeightFormat::stored;
   if (s == "f32") return WeightFormat::f32;
-  throw config_error(std::string(who) + ": unknown weight format '" + std::string(s) +
-                     "' (expected stored or f32)");
+  throw config_error((who.empty() ? std::string() : std::string(who) + ": ") +
+                     "unknown weight format '" + std::string(s) + "' (expected stored or f32)");
 }
 
 /// A tensor kept as its file stores it: `rows` rows of `cols` values in GGML blocks of `dtype`
