@@ -4,7 +4,8 @@
 #      and builds the cached reference Python venv (scripts/requirements/reference.txt; skipped
 #      loudly without PyPI), 2. configures and builds the default preset,
 #   3. runs ctest, 4. installs lmembed into a temporary prefix and builds/runs the consumer,
-#   5. builds the asan preset and runs the unit tests under ASan/UBSan, 6. runs each fuzzer.
+#   5. builds the asan preset and runs the unit tests and the CLI tests under ASan/UBSan,
+#   6. runs each fuzzer.
 # Environment: JOBS (parallel build jobs), FUZZ_SECONDS (default 60; 0 skips fuzzing).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LMEMBED_ROOT"
@@ -46,11 +47,15 @@ cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/nu
 cmake --build build/consumer -j "$JOBS"
 build/consumer/lmembed_consumer "$LMEMBED_ROOT/data/models/stories260K.gguf"
 
-log "configure + build (preset asan) and run the unit tests under ASan/UBSan"
+log "configure + build (preset asan) and run the unit tests and the CLI tests under ASan/UBSan"
 cmake --preset asan >/dev/null
-cmake --build --preset asan --target lmembed_unit_tests -j "$JOBS"
+cmake --build --preset asan --target lmembed_unit_tests lmembed_cli -j "$JOBS"
 ctest --preset asan -j "$JOBS" --timeout 900 2>&1 | tee build-asan/ctest.log | grep -E "tests passed|tests failed|Failed" || true
 grep -q "100% tests passed" build-asan/ctest.log || { log "asan ctest failed"; exit 1; }
+# The CLI catalogue, disk-full/kill and device-refusal tests on the ASan-built tool (each sets
+# its own ASAN_OPTIONS; any sanitizer report fails its case).
+ctest --test-dir build-asan -L cli -j "$JOBS" --timeout 900 2>&1 | tee build-asan/ctest-cli.log | grep -E "tests passed|tests failed|Failed" || true
+grep -q "100% tests passed" build-asan/ctest-cli.log || { log "asan CLI ctest failed"; exit 1; }
 
 if [ "${FUZZ_SECONDS:-60}" != "0" ] && [ -x scripts/fuzz.sh ]; then
   log "fuzzing each target for ${FUZZ_SECONDS:-60} s"
