@@ -229,6 +229,29 @@ TEST_P(QGemm, CurrentLevelDispatch) {
 INSTANTIATE_TEST_SUITE_P(Types, QGemm, ::testing::Values(DType::q8_0, DType::q4_0, DType::q4_1),
                          [](const auto& info) { return std::string(io::to_string(info.param)); });
 
+TEST(QGemmActs, EveryLevelQuantizesLikeGenericAndWithinHalfAStep) {
+  std::mt19937 rng(3);
+  const Matrix x = random_acts(37, 160, rng);
+  detail::QuantActs ref;
+  ref.quantize(x.data(), 160, 37, 160, cpu::qtable(cpu::Level::generic, false), 1);
+  for (std::int64_t i = 0; i < 37; ++i)
+    for (std::int64_t k = 0; k < 160; ++k) {
+      const float d = ref.d[static_cast<std::size_t>(i * 5 + k / 32)];
+      const int q = ref.q[static_cast<std::size_t>(i * 160 + k)];
+      ASSERT_LE(std::abs(static_cast<double>(x(i, k)) - static_cast<double>(d) * q),
+                d * (0.5 + 1e-5) + 1e-30);
+    }
+  for (const Level& lv : levels()) {
+    detail::QuantActs got;
+    got.quantize(x.data(), 160, 37, 160, cpu::qtable(lv.level, lv.vnni), 1);
+    EXPECT_TRUE(std::equal(ref.q.begin(), ref.q.begin() + 37 * 160, got.q.begin()))
+        << cpu::qtable(lv.level, lv.vnni).name;
+    EXPECT_EQ(std::memcmp(ref.d.data(), got.d.data(), 37 * 5 * sizeof(float)), 0);
+    EXPECT_TRUE(std::equal(ref.s.begin(), ref.s.begin() + 37 * 5, got.s.begin()));
+    EXPECT_EQ(std::memcmp(ref.ds.data(), got.ds.data(), 37 * 5 * sizeof(float)), 0);
+  }
+}
+
 TEST(QGemmRefusal, KNotAMultipleOf32NamesTheTensor) {
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1}) {
     try {

@@ -99,6 +99,23 @@ LMEMBED_CPU_INLINE void quantize_rows(const float* a, std::int64_t lda, std::int
   }
 }
 
+/// quantize_rows with a vector block quantizer V::quantize_block (same results).
+template <class V>
+LMEMBED_CPU_INLINE void quantize_rows_v(const float* a, std::int64_t lda, std::int64_t rows,
+                                        std::int64_t k, std::int8_t* q, float* d, std::int32_t* s,
+                                        float* ds) {
+  const std::int64_t nb = k / kQBlock;
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t b = 0; b < nb; ++b) {
+      float db;
+      const std::int32_t sum =
+          V::quantize_block(a + i * lda + b * kQBlock, q + i * k + b * kQBlock, db);
+      d[i * nb + b] = db;
+      s[i * nb + b] = sum;
+      ds[i * nb + b] = db * static_cast<float>(sum);
+    }
+}
+
 /// Portable kernel: C[rows, cols] (=|+=) X W^T over nb blocks of one panel.
 template <QType T>
 LMEMBED_CPU_INLINE void qkernel_generic(const std::uint8_t* wq, const float* wd, const float* wm,
@@ -272,6 +289,38 @@ struct QAvx2 : Avx2 {
   [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void mul(reg& a, const reg& b) {
     a = _mm256_mul_ps(a, b);
   }
+  /// One block of qbody::quantize_rows, vectorized: the same IEEE operations (max of |x|,
+  /// amax / 127, 1 / d, x * id rounded to nearest even), so the same quants bit for bit.
+  [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static std::int32_t quantize_block(const float* x,
+                                                                              std::int8_t* q,
+                                                                              float& d) {
+    const reg sign = _mm256_set1_ps(-0.0f);
+    reg v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
+    reg m =
+        _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                      _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h);
+    d = amax / 127.0f;
+    const reg id = _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+    ireg qi[4];
+    for (int i = 0; i < 4; ++i) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], id));
+    const ireg sum4 =
+        _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum4), _mm256_extracti128_si256(sum4, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    // int32 -> int8 (|q| <= 127: no saturation); packs interleave 128-bit lanes, the
+    // permutation restores the order.
+    const ireg p =
+        _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    return _mm_cvtsi128_si32(s);
+  }
   /// acc += float(i) * s.
   [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void cvt_fmadd(reg& acc, const ireg& i,
                                                                  const reg& s) {
@@ -319,6 +368,20 @@ struct QAvx512 : Avx512 {
   [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void mul(reg& a, const reg& b) {
     a = _mm512_mul_ps(a, b);
   }
+  /// One block of qbody::quantize_rows, vectorized (same operations, same quants bit for bit).
+  [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static std::int32_t quantize_block(const float* x,
+                                                                                std::int8_t* q,
+                                                                                float& d) {
+    const reg a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    d = amax / 127.0f;
+    const reg id = _mm512_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+    const ireg qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, id));
+    const ireg qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, id));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(qa));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(qb));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+  }
   [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void cvt_fmadd(reg& acc, const ireg& i,
                                                                    const reg& s) {
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc);
@@ -355,13 +418,13 @@ struct QOps {
 };
 
 // Per-level entry points: flattened calls of the bodies with that level's target.
-#define LMEMBED_CPU_QOPS(NS, NAME, ATTR, KERNEL)                                                \
+#define LMEMBED_CPU_QOPS(NS, NAME, ATTR, KERNEL, QUANT)                                         \
   namespace NS {                                                                                \
   ATTR LMEMBED_CPU_FLATTEN inline void quantize_rows(const float* a, std::int64_t lda,          \
                                                      std::int64_t rows, std::int64_t k,         \
                                                      std::int8_t* q, float* d, std::int32_t* s, \
                                                      float* ds) {                               \
-    qbody::quantize_rows(a, lda, rows, k, q, d, s, ds);                                         \
+    QUANT(a, lda, rows, k, q, d, s, ds);                                                        \
   }                                                                                             \
   ATTR LMEMBED_CPU_FLATTEN inline void kernel(QType t, const std::uint8_t* wq, const float* wd, \
                                               const float* wm, std::int64_t nb, const QActs& x, \
@@ -386,7 +449,8 @@ struct QOps {
 #define LMEMBED_CPU_NO_ATTR
 #define LMEMBED_CPU_QK_GENERIC(T) qbody::qkernel_generic<T>
 /// Portable quantized kernels.
-LMEMBED_CPU_QOPS(qgeneric, "generic", LMEMBED_CPU_NO_ATTR, LMEMBED_CPU_QK_GENERIC)
+LMEMBED_CPU_QOPS(qgeneric, "generic", LMEMBED_CPU_NO_ATTR, LMEMBED_CPU_QK_GENERIC,
+                 qbody::quantize_rows)
 #if LMEMBED_CPU_X86
 // Sub-tiles: AVX2 2 rows x 2 ymm (8 + 8 accumulators in 16 ymm registers would spill), AVX-512
 // 8 rows x 1 zmm (16 of the 32 zmm registers hold the int32 and f32 accumulators).
@@ -394,13 +458,14 @@ LMEMBED_CPU_QOPS(qgeneric, "generic", LMEMBED_CPU_NO_ATTR, LMEMBED_CPU_QK_GENERI
 #define LMEMBED_CPU_QK_AVX512(T) qbody::qkernel<simd::QAvx512, T, 8, 1>
 #define LMEMBED_CPU_QK_VNNI(T) qbody::qkernel<simd::QAvx512Vnni, T, 8, 1>
 /// AVX2 quantized kernels (maddubs).
-LMEMBED_CPU_QOPS(qavx2, "avx2", [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]], LMEMBED_CPU_QK_AVX2)
+LMEMBED_CPU_QOPS(qavx2, "avx2", [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]], LMEMBED_CPU_QK_AVX2,
+                 qbody::quantize_rows_v<simd::QAvx2>)
 /// AVX-512BW quantized kernels (maddubs), for AVX-512 CPUs without VNNI.
 LMEMBED_CPU_QOPS(qavx512, "avx512bw", [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]],
-                 LMEMBED_CPU_QK_AVX512)
+                 LMEMBED_CPU_QK_AVX512, qbody::quantize_rows_v<simd::QAvx512>)
 /// AVX-512 VNNI quantized kernels (dpbusd).
 LMEMBED_CPU_QOPS(qavx512vnni, "avx512vnni", [[gnu::target(LMEMBED_CPU_AVX512VNNI_TARGET)]],
-                 LMEMBED_CPU_QK_VNNI)
+                 LMEMBED_CPU_QK_VNNI, qbody::quantize_rows_v<simd::QAvx512>)
 #undef LMEMBED_CPU_QK_AVX2
 #undef LMEMBED_CPU_QK_AVX512
 #undef LMEMBED_CPU_QK_VNNI
