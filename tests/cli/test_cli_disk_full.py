@@ -21,36 +21,22 @@ import json
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-CLI = os.environ.get("LMEMBED_TARGET_LMEMBED_CLI") or os.environ.get("LMEMBED_CLI")
-if not CLI or not os.path.exists(CLI):
-    print("SKIPPED: the lmembed CLI is not built", file=sys.stderr)
-    sys.exit(77)
-DATA = os.environ.get("LMEMBED_DATA_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "data")
+import clitest
+
+CLI = clitest.cli_or_skip()
+DATA = clitest.data_dir()
 MODEL = os.path.join(DATA, "models", "stories260K.gguf")
 BAD = ("AddressSanitizer", "runtime error:", "terminate called", "Aborted",
        "Segmentation fault", "core dumped")
-tmp = tempfile.mkdtemp(prefix="lmembed_diskfull_")
 env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive",
            ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
-failures = []
-
-
-def check(cond, msg):
-    print(("ok    " if cond else "FAIL  ") + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-
-
-def p(*parts):
-    return os.path.join(tmp, *parts)
+check = clitest.Checks("lmembed_diskfull_")
+p, tmp = check.p, check.tmp
 
 
 def limited(nbytes):
@@ -255,9 +241,4 @@ got = strip_times(json.load(open(os.path.join(killed, "results.json"))))
 check(got == ref, "compare: results.json after kills and resume equals a clean run's" +
       ("" if got == ref else " (" + first_diff(got, ref) + ")"))
 
-if failures:
-    print(f"outputs kept in {tmp}")
-else:
-    shutil.rmtree(tmp, ignore_errors=True)
-print(f"{len(failures)} failed" if failures else "all passed")
-sys.exit(1 if failures else 0)
+check.finish()

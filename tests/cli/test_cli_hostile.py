@@ -26,12 +26,10 @@ import tempfile
 
 import numpy as np
 
-CLI = os.environ.get("LMEMBED_TARGET_LMEMBED_CLI") or os.environ.get("LMEMBED_CLI")
-if not CLI or not os.path.exists(CLI):
-    print("SKIPPED: the lmembed CLI is not built", file=sys.stderr)
-    sys.exit(77)
-DATA = os.environ.get("LMEMBED_DATA_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "data")
+import clitest
+
+CLI = clitest.cli_or_skip()
+DATA = clitest.data_dir()
 MODEL = os.path.join(DATA, "models", "stories260K.gguf")
 TINY_GGUF = os.path.join(DATA, "golden", "models", "tiny-llama.gguf")
 TINY_HF = os.path.join(DATA, "golden", "models", "tiny-llama-hf")  # no tokenizer.json

@@ -22,9 +22,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import clitest  # noqa: E402  (this folder)
 import realmodel  # noqa: E402
 
 MODEL = realmodel.model_path()
@@ -36,20 +36,10 @@ except ImportError as e:
     realmodel.skip(f"numpy/scipy missing: {e}")
 
 DUMP = os.environ.get("LMEMBED_TARGET_DUMP_STATES", "")
-DATA = os.environ["LMEMBED_DATA_DIR"]
-tmp = tempfile.mkdtemp(prefix="lmembed_cli_real_")
+DATA = clitest.data_dir()
 env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-failures = []
-
-
-def check(cond, msg):
-    print(("ok    " if cond else "FAIL  ") + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-
-
-def p(*parts):
-    return os.path.join(tmp, *parts)
+check = clitest.Checks("lmembed_cli_real_")
+p = check.p
 
 
 def lm(*args, expect=0, stdin=None):
@@ -199,5 +189,4 @@ resj = json.load(open(p("cmp", "results.json")))
 names = sorted(d["design"] for d in resj["designs"])
 check(names == ["eos-causal", "mean-bidirectional"], f"compare: results for {names}")
 
-print(f"{len(failures)} failed" if failures else "all passed")
-sys.exit(1 if failures else 0)
+check.finish()
