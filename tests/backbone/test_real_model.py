@@ -6,9 +6,12 @@ implementations: Hugging Face transformers and llama.cpp (llama-cpp-python, comp
    LlamaModel built from the same GGUF (transformers dequantizes with gguf-py, the reference the
    io tests hold lmembed's dequantization to bit for bit), output_hidden_states=True, float32.
    lmembed's layer l (1..L-1) is the residual stream after block l and layer L the final RMSNorm's
-   output: HF's hidden_states[1..L]. Bound: max |diff| / max |ref| <= 1e-4 per token vector.
+   output: HF's hidden_states[1..L], run in float64 as the reference; transformers' own float32
+   run on the same texts is the accuracy lmembed is held to (max |diff| / max |ref| per token
+   vector: the worst, and per layer the median and 99th percentile, within 2x of transformers';
+   see BOUND below for why not an absolute 1e-4), with an absolute 5e-4 regression guard.
 2. Bidirectional attention on 50 of them: HF given an all-visible 4D additive mask (zeros), which
-   LlamaModel 4.45 uses as is, against lmembed's bidirectional states. Same bound.
+   LlamaModel 4.45 uses as is, against lmembed's bidirectional states: the 5e-4 guard.
 3. The Hugging Face layout: the model as transformers holds it, saved as config.json +
    model.safetensors (+ tokenizer.json), loads in lmembed and gives the GGUF's states (the weights
    are the same floats, but q/k rows are permuted between the layouts and RoPE pairs them
@@ -46,11 +49,15 @@ except ImportError as e:
 torch.set_num_threads(2)
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
-# BOUND: the issue asks for 1e-4; measured on 2026-12-03 lmembed's worst token vector is 2.4e-4
-# (causal, layer 13) and 3.7e-4 (bidirectional, layer 30) against the float64 reference, while
-# transformers' own float32 run is at 2.0e-5: lmembed's float32 error is ~10x transformers' on
-# this model (open in docs/backbone.md). The bound guards against regressions (a wrong RoPE, norm
-# or mask is O(1)) at 5e-4 until that gap is found; the printout shows the per-layer figures.
+# BOUND: the issue asks for 1e-4 against transformers' float32 run. Measured on 2026-12-03 on
+# these 200 texts against the float64 reference, lmembed's worst token vector is 2.4e-4 and
+# transformers' OWN float32 run's is 3.1e-4, at the same token (position 9) and layer (13); the
+# medians are 2-4e-7 for both (docs/backbone.md). That token is ill-conditioned for any float32
+# evaluation, so an absolute 1e-4 would fail transformers itself. The test therefore holds
+# lmembed to transformers' float32 accuracy on the same texts (within
+# ACC_FACTOR of it: the overall worst, and per layer the median and 99th percentile), and keeps an
+# absolute 5e-4 as the regression guard (a wrong RoPE, norm or mask is O(1)).
+ACC_FACTOR = 2.0
 N_TEXTS, N_BIDIR, BOUND, LAYOUT_BOUND, MIN_COS = 200, 50, 5e-4, 1e-5, 0.9999
 failures = []
 
@@ -127,18 +134,39 @@ def rel_err(got, ref):
 t0 = time.time()
 ours = per_token(dump(MODEL, "causal"), [len(x) for x in ids], L)
 print(f"lmembed causal states: {time.time() - t0:.1f} s")
-per_layer = np.zeros(L)
-hf32_worst = 0.0
-for i, (x, got) in enumerate(zip(ids, ours)):
+def rel_tokens(got, ref):
+    """[len, L]: max|diff| / max|ref| of every token vector and layer."""
+    return np.abs(got.astype(np.float64) - ref).max(axis=-1) / np.abs(ref).max(axis=-1)
+
+
+ours_rel, hf32_rel = [], []
+for x, got in zip(ids, ours):
     ref = hf_states(x)
-    per_layer = np.maximum(per_layer, [rel_err(got[:, k], ref[:, k]) for k in range(L)])
-    if i < 20:  # transformers' own float32 run, for scale
-        hf32_worst = max(hf32_worst, rel_err(hf_states(x, dtype=torch.float32), ref))
+    ours_rel.append(rel_tokens(got, ref))
+    hf32_rel.append(rel_tokens(hf_states(x, dtype=torch.float32), ref))
+ours_rel, hf32_rel = np.concatenate(ours_rel), np.concatenate(hf32_rel)  # [tokens, L]
+per_layer, hf_layer = ours_rel.max(axis=0), hf32_rel.max(axis=0)
+med, hf_med = np.median(ours_rel, axis=0), np.median(hf32_rel, axis=0)
 worst = float(per_layer.max())
-print("lmembed: max relative diff per layer (1..L): " + " ".join(f"{v:.1e}" for v in per_layer))
-print(f"transformers float32 vs float64 (20 texts): max rel diff {hf32_worst:.2e}")
+print("lmembed float32 vs float64, max per layer (1..L): " +
+      " ".join(f"{v:.1e}" for v in per_layer))
+print("transformers float32 vs float64, same texts:       " +
+      " ".join(f"{v:.1e}" for v in hf_layer))
+print(f"medians over token vectors: lmembed {med.min():.1e}..{med.max():.1e}, transformers "
+      f"{hf_med.min():.1e}..{hf_med.max():.1e}")
 check(worst <= BOUND, f"causal states, all {L} layers, {len(ids)} texts, {n_tok} tokens vs "
-      f"transformers: max rel diff {worst:.2e} (layer {int(per_layer.argmax()) + 1}) <= {BOUND}")
+      f"transformers (float64): max rel diff {worst:.2e} (layer {int(per_layer.argmax()) + 1}) "
+      f"<= {BOUND}")
+# Single-token maxima are noisy per layer (one ill-conditioned token dominates): the overall worst
+# is compared, and per layer the median and the 99th percentile over token vectors.
+p99, hf_p99 = np.percentile(ours_rel, 99, axis=0), np.percentile(hf32_rel, 99, axis=0)
+ratio_max = worst / float(hf_layer.max())
+ratio_med = float((med / (hf_med + 1e-7)).max())
+ratio_p99 = float((p99 / (hf_p99 + 1e-7)).max())
+check(max(ratio_max, ratio_med, ratio_p99) <= ACC_FACTOR,
+      f"as accurate as transformers' own float32 run on the same texts: worst {worst:.2e} vs "
+      f"{float(hf_layer.max()):.2e} (ratio {ratio_max:.2f}); per layer, ratios of medians <= "
+      f"{ratio_med:.2f} and of 99th percentiles <= {ratio_p99:.2f} (each <= {ACC_FACTOR})")
 
 # --- 2. bidirectional ----------------------------------------------------------------------------
 bid_ids = ids[:N_BIDIR]
