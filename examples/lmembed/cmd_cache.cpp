@@ -32,7 +32,7 @@ int run_cache(std::span<const std::string> argv) {
          "usage: lmembed cache --model PATH --capture KIND --data FILE.jsonl --out DIR\n"
          "                     [--attention causal|bidirectional] [--dtype f32|f16] [--skip-bad]\n"
          "                     [--threads N] [--shard-kb N] [--batch-tokens N] [--truncate]\n"
-         "                     [--eos]\n"
+         "                     [--eos] [--weights stored|f32]\n"
          "Runs the backbone once over every distinct text of the training data and stores what\n"
          "the pooling consumes, in sharded memory-mapped files with an index (DIR/index.json).\n"
          "Rerunning after a crash keeps the finished shards (verified by checksum) and redoes the\n"
@@ -42,6 +42,8 @@ int run_cache(std::span<const std::string> argv) {
          "                   multi_layer_tokens, multi_layer_eos) or layers.tokens, e.g.\n"
          "                   all_layers.last_token\n"
          "  --dtype          f32 (default) or f16 (half the bytes)\n"
+         "  --weights W      stored (default: Q8_0/Q4_0/Q4_1 weights stay quantized, 8-bit\n"
+         "                   activations) or f32 (dequantized; exact), as `lmembed embed`\n"
          "  --skip-bad       skip malformed JSONL lines (counted) instead of stopping\n"
          "  --eos            append the EOS token (default: the model's flag) - tokenization is\n"
          "                   `lmembed embed`'s, so embed a trained head with the same --eos\n"
@@ -53,6 +55,7 @@ int run_cache(std::span<const std::string> argv) {
       .option("--out")
       .option("--attention")
       .option("--dtype")
+      .option("--weights")
       .option("--threads")
       .option("--shard-kb")
       .option("--batch-tokens")
@@ -92,8 +95,11 @@ int run_cache(std::span<const std::string> argv) {
   lmembed::DirLock lock;
   if (comm.rank() == 0) lock = lmembed::DirLock::acquire(out, "lmembed cache");
 
+  const auto weights = lmembed::cli::parse_option(
+      "--weights", a.get_or("--weights", "stored"),
+      [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
   const auto tokenizer = lmembed::Tokenizer::load(model);
-  auto backbone = lmembed::Backbone::load(model);
+  auto backbone = lmembed::Backbone::load(model, weights);
   backbone.set_threads(static_cast<int>(a.get_int("--threads", 0)));
   const auto& cfg = backbone.config();
 

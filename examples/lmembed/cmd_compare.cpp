@@ -49,6 +49,8 @@ const char* kUsage =
     "                      must be evaluated with the same `lmembed eval --n-experiments`)\n"
     "  --alpha X           significance level of the marks (default 0.05)\n"
     "  --threads N         backbone threads (default: all)\n"
+    "  --weights W         stored (default; Q8_0/Q4_0/Q4_1 weights stay quantized) or f32\n"
+    "                      (dequantized; exact), as `lmembed embed`\n"
     "  --reference LABEL=FILE  a reference row (repeatable): FILE is `lmembed eval\n"
     "                      --embeddings ... --output FILE` on the same tasks and\n"
     "                      --max-examples; scored beside the designs and tested against them\n"
@@ -74,7 +76,11 @@ int run(std::span<const std::string> argv) {
   a.option("--max-corpus");
   a.option("--steps").option("--batch").option("--lr").option("--warmup").option("--seed");
   a.option("--ml-latents").option("--latent-latents").option("--bootstrap").option("--alpha");
-  a.option("--threads").option("--reference").flag("--quiet").flag("--report-only");
+  a.option("--threads")
+      .option("--weights")
+      .option("--reference")
+      .flag("--quiet")
+      .flag("--report-only");
   a.flag("--per-design-encoding").option("--n-experiments");
   a.parse();
   if (a.help()) {
@@ -135,6 +141,9 @@ int run(std::span<const std::string> argv) {
   if (o.n_experiments < 1) throw lmembed::cli::usage_error("--n-experiments must be at least 1");
   o.alpha = a.get_double("--alpha", o.alpha);
   o.threads = static_cast<int>(a.get_int("--threads", 0));
+  o.weights = lmembed::cli::parse_option(
+      "--weights", a.get_or("--weights", "stored"),
+      [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
   o.progress = !a.has("--quiet");
   o.shared_pass = !a.has("--per-design-encoding");
   o.references = refs;

@@ -84,6 +84,8 @@ int run_eval(std::span<const std::string> argv) {
       "  --clustering-runs N   clustering runs (default 10)\n"
       "  --batch-size N        texts per embedding call (default 256)\n"
       "  --threads N           backbone threads (default: all)\n"
+      "  --weights W           with --model: stored (default; Q8_0/Q4_0/Q4_1 weights stay\n"
+      "                        quantized) or f32 (dequantized; exact), as `lmembed embed`\n"
       "  --device D            cpu (default) or cuda: the backbone (with --model) and retrieval\n"
       "                        scoring (top-k) on the GPU: the CPU's top-k of the same\n"
       "                        embeddings, ties included (needs a build with -DLMEMBED_CUDA=ON)\n"
@@ -108,6 +110,7 @@ int run_eval(std::span<const std::string> argv) {
       .option("--clustering-runs")
       .option("--batch-size")
       .option("--threads")
+      .option("--weights")
       .option("--device")
       .option("--output")
       .flag("--no-instructions")
@@ -195,6 +198,9 @@ int run_eval(std::span<const std::string> argv) {
   if (model) {
     lmembed::EncoderOptions eo;
     eo.threads = static_cast<int>(a.get_int("--threads", 0));
+    eo.weights = lmembed::cli::parse_option(
+        "--weights", a.get_or("--weights", "stored"),
+        [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
     const std::string head = a.get_or("--head", "");
     const auto attention = lmembed::parse_attention(*a.get("--attention"));
     encoder =

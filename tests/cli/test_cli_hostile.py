@@ -451,6 +451,14 @@ case("compare: unknown design", ["compare", "--model", MODEL, "--train", train_j
      [p("cmp", "results.json")])
 case("compare: --report-only on a missing folder", ["compare", "--report-only", "--out",
                                                     missing], 1, [missing])
+case("cache: unknown --weights", C + ["--out", p("wcache"), "--weights", "q4"], 2,
+     ["--weights", "q4", "stored or f32"], [p("wcache", "index.json")])
+case("eval: unknown --weights", ["eval", "--model", MODEL, "--attention", "causal", "--pooling",
+                                 "mean", "--tasks", "sts-b", "--weights", "int8"], 2,
+     ["--weights", "int8"])
+case("compare: unknown --weights", ["compare", "--model", MODEL, "--train", train_jsonl, "--out",
+                                    p("wcmp"), "--weights", "bf16"], 2, ["--weights", "bf16"],
+     [p("wcmp", "results.json")])
 case("compare: --bootstrap 0", ["compare", "--model", MODEL, "--train", train_jsonl, "--out",
                                 p("cmp"), "--bootstrap", "0"], 2, ["--bootstrap"],
      [p("cmp", "results.json")])

@@ -75,6 +75,8 @@ struct CompareOptions {
   std::int64_t max_examples = 0;  ///< per bundled task, seeded subsample (0: all)
   /// Bundled retrieval corpus: relevant documents + seeded distractors up to N (0: all).
   std::int64_t max_corpus = 0;
+  /// How the backbone holds a GGUF's quantized weights (stored: as the file has them).
+  WeightFormat weights = WeightFormat::stored;
   std::int64_t bootstrap = 2000;  ///< paired-bootstrap resamples
   /// Classification experiments (MTEB's 10 by default; each embeds its own training sample).
   std::int64_t n_experiments = 10;
@@ -321,7 +323,7 @@ inline Results run_compare(const CompareOptions& o) {
   // ---- load: model, tokenizer, training data, tasks
   StageTimer load_timer("", "load");
   detail::say(o, "loading " + o.model.string());
-  Backbone bb = Backbone::load(o.model);
+  Backbone bb = Backbone::load(o.model, o.weights);
   bb.set_threads(o.threads);
   const Tokenizer tok = Tokenizer::load(o.model);
   const ModelConfig& mc = bb.config();
