@@ -270,3 +270,32 @@ TEST(CpuKernels, ColumnSumsEveryLevel) {
     EXPECT_EQ(sum, first) << cpu::name(l);
   }
 }
+
+/// GELU's pieces Phi(x), phi(x) at every level against double std::erf / std::exp: Eigen's
+/// 13/8 rational erf (vector levels) is within a few float ulp of erf on [-4, 4] and +-1
+/// beyond, so Phi within 3e-7 absolute; phi (of the float x^2) within exp's 4e-7 relative plus
+/// one rounding.
+TEST(CpuKernels, GeluPartsEveryLevel) {
+  LevelGuard guard;
+  std::vector<float> x = randn(301, 15, 3.0f);
+  for (float v : {-12.0f, -6.0f, -5.66f, -1e-3f, 0.0f, 1e-3f, 0.5f, 5.66f, 6.0f, 12.0f})
+    x.push_back(v);
+  const auto n = static_cast<std::int64_t>(x.size());
+  for (Level l : supported_levels()) {
+    cpu::set_level(l);
+    std::vector<float> cdf(x.size()), pdf(x.size()), cdf_only(x.size(), -1.0f);
+    cpu::ops().gelu_parts(x.data(), cdf.data(), pdf.data(), n);
+    cpu::ops().gelu_parts(x.data(), cdf_only.data(), nullptr, n);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double xd = x[i];
+      const double want_cdf = 0.5 * (1.0 + std::erf(xd / std::sqrt(2.0)));
+      // phi of the float x^2 the kernels form (its rounding alone moves e^(-x^2/2) by up to
+      // x^2/2 * 6e-8 relative: 1.5e-6 at x = 7), so the bound measures the kernels' own error.
+      const double x2 = static_cast<double>(x[i] * x[i]);
+      const double want_pdf = std::exp(-0.5 * x2) / std::sqrt(2.0 * M_PI);
+      EXPECT_NEAR(cdf[i], want_cdf, 3e-7) << cpu::name(l) << " x " << x[i];
+      EXPECT_NEAR(pdf[i], want_pdf, 6e-7 * want_pdf + 1e-37) << cpu::name(l) << " x " << x[i];
+      EXPECT_EQ(cdf_only[i], cdf[i]) << cpu::name(l);  // pdf = nullptr: Phi alone, the same
+    }
+  }
+}

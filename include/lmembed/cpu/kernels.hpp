@@ -126,6 +126,27 @@ LMEMBED_CPU_INLINE void silu_mul(float* g, const float* u, std::int64_t n) {
   for (; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+/// cdf[i] = Phi(x[i]) = (1 + erf(x[i] / sqrt 2)) / 2 and, unless pdf is null, pdf[i] =
+/// phi(x[i]) = e^(-x^2/2) / sqrt(2 pi): GELU's pieces for the heads (Eigen's packet erf and exp
+/// ran there before, compiled for the translation unit's ISA).
+template <class V>
+LMEMBED_CPU_INLINE void gelu_parts(const float* x, float* cdf, float* pdf, std::int64_t n) {
+  std::int64_t i = 0;
+  if constexpr (V::kExp) {
+    for (; i + V::W <= n; i += V::W) {
+      typename V::reg v, c, d;
+      V::load(v, x + i);
+      V::gelu_parts(c, d, v);
+      V::store(cdf + i, c);
+      if (pdf) V::store(pdf + i, d);
+    }
+  }
+  for (; i < n; ++i) {
+    cdf[i] = 0.5f * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+    if (pdf) pdf[i] = std::exp(-0.5f * x[i] * x[i]) * 0.3989422804014327f;
+  }
+}
+
 /// x[i] = e^(x[i] - shift); returns the sum (in double, as ggml's softmax accumulates).
 template <class V>
 LMEMBED_CPU_INLINE double exp_shift_sum(float* x, std::int64_t n, float shift) {
@@ -236,6 +257,8 @@ struct Ops {
   /// sum[j] += column j of x (rows x cols, row stride ld).
   void (*add_col_sums)(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                        float* sum);
+  /// cdf = Phi(x), and pdf = phi(x) unless pdf is null (GELU's pieces).
+  void (*gelu_parts)(const float* x, float* cdf, float* pdf, std::int64_t n);
 };
 
 // The entry points of one level: each a flattened call of the body with that level's target.
@@ -275,9 +298,13 @@ struct Ops {
                                                     float* sum) {                                \
     body::add_col_sums<V>(x, rows, cols, ld, sum);                                               \
   }                                                                                              \
+  ATTR LMEMBED_CPU_FLATTEN inline void gelu_parts(const float* x, float* cdf, float* pdf,        \
+                                                  std::int64_t n) {                              \
+    body::gelu_parts<V>(x, cdf, pdf, n);                                                         \
+  }                                                                                              \
   /** This level's table. */                                                                     \
   inline constexpr Ops table{&micro_kernel,  &silu_mul,      &exp_shift_sum, &rms_norm_row,      \
-                             &bias_rope_row, &attention_row, &add_col_sums};                     \
+                             &bias_rope_row, &attention_row, &add_col_sums,  &gelu_parts};       \
   }
 
 #define LMEMBED_CPU_NO_ATTR

@@ -2,11 +2,14 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
+#include "lmembed/cpu/dispatch.hpp"
 
 namespace lmembed::nn {
 
@@ -36,27 +39,65 @@ auto gelu_pdf(const Eigen::ArrayBase<Derived>& x) {
   return (T(-0.5) * x.square()).exp() * static_cast<T>(0.3989422804014327);
 }
 
+// Not `detail`: nn's other headers name lmembed::detail unqualified from inside lmembed::nn.
+namespace gelu_detail {
+/// Calls f(i, cdf, pdf) for every row i of x [n, c] with Phi and (when `want_pdf`) phi of the
+/// row's columns [c0, c0 + w): float rows through the dispatched kernel (cpu::Ops::gelu_parts,
+/// this CPU's ISA whatever the build flags), other types through Eigen. Rows run in parallel
+/// when there are more than 65,536 values.
+template <class T, class F>
+void for_gelu_rows(const MatrixX<T>& x, Eigen::Index c0, Eigen::Index w, bool want_pdf, F&& f) {
+  const Eigen::Index n = x.rows();
+  if constexpr (std::is_same_v<T, float>) {
+    const cpu::Ops& k = cpu::ops();  // outside the parallel region: may throw config_error
+#pragma omp parallel if (n * w > 65536)
+    {
+      std::vector<float> cdf(static_cast<std::size_t>(w)),
+          pdf(static_cast<std::size_t>(want_pdf ? w : 0));
+#pragma omp for schedule(static)
+      for (Eigen::Index i = 0; i < n; ++i) {
+        k.gelu_parts(x.data() + i * x.cols() + c0, cdf.data(), want_pdf ? pdf.data() : nullptr, w);
+        f(i, cdf.data(), want_pdf ? pdf.data() : nullptr);
+      }
+    }
+  } else {
+#pragma omp parallel if (n * w > 65536)
+    {
+      std::vector<T> cdf(static_cast<std::size_t>(w)), pdf(static_cast<std::size_t>(w));
+#pragma omp for schedule(static)
+      for (Eigen::Index i = 0; i < n; ++i) {
+        const auto xr = x.row(i).segment(c0, w).array();
+        Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(cdf.data(), w) = gelu_cdf(xr);
+        if (want_pdf) Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(pdf.data(), w) = gelu_pdf(xr);
+        f(i, cdf.data(), want_pdf ? pdf.data() : nullptr);
+      }
+    }
+  }
+}
+}  // namespace gelu_detail
+
 /// y = GELU(x), elementwise. The caller keeps x for backward.
 template <class T>
 void gelu_forward(const MatrixX<T>& x, MatrixX<T>& y) {
   y.resize(x.rows(), x.cols());
-  const Eigen::Index n = x.rows();
-#pragma omp parallel for schedule(static) if (x.size() > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const auto xr = x.row(i).array();
-    y.row(i).array() = xr * gelu_cdf(xr);
-  }
+  const Eigen::Index c = x.cols();
+  gelu_detail::for_gelu_rows(x, 0, c, false, [&](Eigen::Index i, const T* cdf, const T*) {
+    const T* xr = x.data() + i * c;
+    T* yr = y.data() + i * c;
+    for (Eigen::Index j = 0; j < c; ++j) yr[j] = xr[j] * cdf[j];
+  });
 }
 /// dx = dy * GELU'(x), GELU'(x) = Phi(x) + x phi(x).
 template <class T>
 void gelu_backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>& dx) {
   dx.resize(x.rows(), x.cols());
-  const Eigen::Index n = x.rows();
-#pragma omp parallel for schedule(static) if (x.size() > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const auto xr = x.row(i).array();
-    dx.row(i).array() = dy.row(i).array() * (gelu_cdf(xr) + xr * gelu_pdf(xr));
-  }
+  const Eigen::Index c = x.cols();
+  gelu_detail::for_gelu_rows(x, 0, c, true, [&](Eigen::Index i, const T* cdf, const T* pdf) {
+    const T* xr = x.data() + i * c;
+    const T* dr = dy.data() + i * c;
+    T* out = dx.data() + i * c;
+    for (Eigen::Index j = 0; j < c; ++j) out[j] = dr[j] * (cdf[j] + xr[j] * pdf[j]);
+  });
 }
 
 /// GEGLU: x [n, 2h] is split into a value half (columns 0..h) and a gate half (h..2h), as
@@ -68,27 +109,29 @@ void geglu_forward(const MatrixX<T>& x, MatrixX<T>& y) {
                       ")");
   const Eigen::Index n = x.rows(), h = x.cols() / 2;
   y.resize(n, h);
-#pragma omp parallel for schedule(static) if (n * h > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const auto a = x.row(i).head(h).array();
-    const auto g = x.row(i).tail(h).array();
-    y.row(i).array() = a * g * gelu_cdf(g);
-  }
+  gelu_detail::for_gelu_rows(x, h, h, false, [&](Eigen::Index i, const T* cdf, const T*) {
+    const T* a = x.data() + i * 2 * h;
+    const T* g = a + h;
+    T* yr = y.data() + i * h;
+    for (Eigen::Index j = 0; j < h; ++j) yr[j] = a[j] * g[j] * cdf[j];
+  });
 }
 /// d value = dy * GELU(gate); d gate = dy * value * GELU'(gate).
 template <class T>
 void geglu_backward(const MatrixX<T>& x, const MatrixX<T>& dy, MatrixX<T>& dx) {
   const Eigen::Index n = x.rows(), h = x.cols() / 2;
   dx.resize(n, 2 * h);
-#pragma omp parallel for schedule(static) if (n * h > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const auto a = x.row(i).head(h).array();
-    const auto g = x.row(i).tail(h).array();
-    const auto d = dy.row(i).array();
-    const RowVectorX<T> cdf = gelu_cdf(g).matrix();
-    dx.row(i).head(h).array() = d * g * cdf.array();
-    dx.row(i).tail(h).array() = d * a * (cdf.array() + g * gelu_pdf(g));
-  }
+  gelu_detail::for_gelu_rows(x, h, h, true, [&](Eigen::Index i, const T* cdf, const T* pdf) {
+    const T* a = x.data() + i * 2 * h;
+    const T* g = a + h;
+    const T* d = dy.data() + i * h;
+    T* da = dx.data() + i * 2 * h;
+    T* dg = da + h;
+    for (Eigen::Index j = 0; j < h; ++j) {
+      da[j] = d[j] * g[j] * cdf[j];
+      dg[j] = d[j] * a[j] * (cdf[j] + g[j] * pdf[j]);
+    }
+  });
 }
 
 }  // namespace lmembed::nn
