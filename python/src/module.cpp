@@ -86,8 +86,9 @@ void init_encoder(PyEncoder* self, const std::filesystem::path& model, const std
                   const std::string& pooling, const std::optional<std::filesystem::path>& head,
                   int threads, bool normalize, std::optional<bool> add_bos,
                   std::optional<bool> add_eos, const std::string& eos_check, bool truncate,
-                  std::int64_t batch_tokens, std::int32_t pool_from) {
+                  std::int64_t batch_tokens, std::int32_t pool_from, const std::string& weights) {
   EncoderOptions o;
+  o.weights = parse_weight_format(weights);
   o.threads = threads;
   o.normalize = normalize;
   o.add_bos = add_bos;
@@ -186,12 +187,14 @@ NB_MODULE(_lmembed, m) {
       "None = the model's flag (add_eos is on for poolings that read the last token).\n"
       "eos_check: 'off' | 'warn' | 'error' for eos-style pooling of texts without EOS.\n"
       "truncate: cut texts longer than the context (else InputError). batch_tokens: tokens per\n"
-      "backbone call. pool_from: leading tokens of every text that mean-style pooling skips.")
+      "backbone call. pool_from: leading tokens of every text that mean-style pooling skips.\n"
+      "weights: 'stored' (a GGUF's Q8_0/Q4_0/Q4_1 weights stay quantized: integer kernels on\n"
+      "8-bit activations) or 'f32' (dequantized; exact), as `lmembed embed --weights`.")
       .def("__init__", &py::init_encoder, arg("model"), arg("attention") = "bidirectional",
            arg("pooling") = "multi_layer", arg("head") = py::nb::none(), py::nb::kw_only(),
            arg("threads") = 0, arg("normalize") = true, arg("add_bos") = py::nb::none(),
            arg("add_eos") = py::nb::none(), arg("eos_check") = "warn", arg("truncate") = false,
-           arg("batch_tokens") = 8192, arg("pool_from") = 0)
+           arg("batch_tokens") = 8192, arg("pool_from") = 0, arg("weights") = "stored")
       .def("encode", &py::encode, arg("texts"), arg("instruction") = py::nb::none(),
            arg("batch_size") = py::nb::none(),
            "Embeddings of texts as a float32 array [len(texts), dim] (C-contiguous; the library's\n"

@@ -30,7 +30,7 @@ std::map<std::string, double> build(const std::filesystem::path& model,
                                     const std::string& attention, const std::string& dtype_name,
                                     bool eos, int threads, std::int64_t shard_kb,
                                     std::int64_t batch_tokens, bool truncate, bool skip_bad,
-                                    bool progress) {
+                                    bool progress, const std::string& weights) {
   nb::gil_scoped_release release;
   const CaptureSpec spec = train::parse_capture(capture);
   const auto att = parse_attention(attention);
@@ -43,7 +43,7 @@ std::map<std::string, double> build(const std::filesystem::path& model,
   const auto examples = train::read_examples(data, {skip_bad}, &st);
   const auto dataset = train::CacheDataset::from_examples(examples);
   const auto tokenizer = Tokenizer::load(model);
-  auto backbone = Backbone::load(model);
+  auto backbone = Backbone::load(model, parse_weight_format(weights));
   backbone.set_threads(threads);
   // Tokenized as the CLI (and so as an Encoder with the same add_eos) does.
   EncoderOptions eo;
@@ -177,12 +177,14 @@ void bind_train(nb::module_& m) {
   m.def("cache", &build, arg("model"), arg("data"), arg("out"), arg("capture"), nb::kw_only(),
         arg("attention") = "causal", arg("dtype") = "f32", arg("eos") = false, arg("threads") = 0,
         arg("shard_kb") = 65536, arg("batch_tokens") = 2048, arg("truncate") = false,
-        arg("skip_bad") = false, arg("progress") = false,
+        arg("skip_bad") = false, arg("progress") = false, arg("weights") = "stored",
         "Runs the backbone once over every distinct text of data (training JSONL, as written by\n"
         "`lmembed data`) and stores what the pooling consumes in out (sharded, resumable: a\n"
         "rerun keeps the finished shards). capture: a pooling name or layers.tokens (e.g.\n"
         "'multi_layer', 'all_layers.last_token'). eos: append EOS (default: the model's flag;\n"
-        "embed the trained head with the same add_eos). Returns the report as a dict.");
+        "embed the trained head with the same add_eos). weights: 'stored' (a GGUF's Q8_0/Q4_0/\n"
+        "Q4_1 weights stay quantized) or 'f32', as `lmembed cache --weights`. Returns the\n"
+        "report as a dict.");
   m.def("train", &fit, arg("cache"), arg("pooling"), arg("out"), nb::kw_only(), arg("steps") = 100,
         arg("batch") = 32, arg("lr") = 1e-4, arg("warmup") = 0, arg("seed") = 42,
         arg("init_seed") = 0, arg("weight_decay") = 0.0, arg("clip") = 1.0, arg("scale") = 20.0,

@@ -247,6 +247,24 @@ def test_evaluate_matches_cli(work):
     assert d["category"] == "sts" and len(d["data"]["score"]) == 100
 
 
+def test_weights_stored_and_f32_match_the_cli(work):
+    """weights= is `lmembed embed --weights`: the same rows bit for bit on a Q8_0 model, where
+    the two formats differ (8-bit activations vs exact F32) by a cosine near 1."""
+    q8 = os.path.join(H.data_dir(), "golden", "models", "stories260K-q8_0.gguf")
+    rows = {}
+    for w in ("stored", "f32"):
+        npy = work / f"q8-{w}.npy"
+        H.run_cli("embed", "--model", q8, "--attention", "causal", "--pooling", "mean",
+                  "--input", work / "texts.txt", "--output", npy, "--threads", 1, "--weights", w)
+        enc = lmembed.Encoder(q8, "causal", "mean", threads=1, weights=w)
+        rows[w] = enc.encode(TEXTS)
+        np.testing.assert_array_equal(rows[w], np.load(npy))
+    cos = (rows["stored"] * rows["f32"]).sum(axis=1)  # rows are L2-normalized
+    assert not np.array_equal(rows["stored"], rows["f32"]) and cos.min() > 0.99, cos
+    with pytest.raises(lmembed.ConfigError, match="stored or f32"):
+        lmembed.Encoder(MODEL, "causal", "mean", weights="q4")
+
+
 def test_cpu_level_is_the_clis():
     """The module is built portably, as the CLI: both pick their kernels at run time, the same."""
     cli = H.run_cli("--version").stdout
