@@ -139,12 +139,15 @@ def rel_tokens(got, ref):
     return np.abs(got.astype(np.float64) - ref).max(axis=-1) / np.abs(ref).max(axis=-1)
 
 
-ours_rel, hf32_rel = [], []
+ours_rel, hf32_rel, direct = [], [], []
 for x, got in zip(ids, ours):
     ref = hf_states(x)
+    s32 = hf_states(x, dtype=torch.float32)
     ours_rel.append(rel_tokens(got, ref))
-    hf32_rel.append(rel_tokens(hf_states(x, dtype=torch.float32), ref))
+    hf32_rel.append(rel_tokens(s32, ref))
+    direct.append(rel_tokens(got, s32))  # the comparison: float32 against float32
 ours_rel, hf32_rel = np.concatenate(ours_rel), np.concatenate(hf32_rel)  # [tokens, L]
+direct = np.concatenate(direct)
 per_layer, hf_layer = ours_rel.max(axis=0), hf32_rel.max(axis=0)
 med, hf_med = np.median(ours_rel, axis=0), np.median(hf32_rel, axis=0)
 worst = float(per_layer.max())
@@ -154,6 +157,9 @@ print("transformers float32 vs float64, same texts:       " +
       " ".join(f"{v:.1e}" for v in hf_layer))
 print(f"medians over token vectors: lmembed {med.min():.1e}..{med.max():.1e}, transformers "
       f"{hf_med.min():.1e}..{hf_med.max():.1e}")
+print(f"lmembed float32 vs transformers float32 directly: max {direct.max():.2e} (layer "
+      f"{int(direct.max(axis=0).argmax()) + 1}), median {np.median(direct):.1e}, "
+      f"{100.0 * (direct <= 1e-4).mean():.2f}% of token vectors within 1e-4")
 check(worst <= BOUND, f"causal states, all {L} layers, {len(ids)} texts, {n_tok} tokens vs "
       f"transformers (float64): max rel diff {worst:.2e} (layer {int(per_layer.argmax()) + 1}) "
       f"<= {BOUND}")
