@@ -23,6 +23,7 @@ implementations: Hugging Face transformers and llama.cpp (llama-cpp-python, comp
    exact F32 evaluation of the same weights: that cosine is printed (median checked >= 0.999).
 """
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -235,6 +236,34 @@ def llama(path, pooling_type):
                  n_ubatch=512, n_threads=2, verbose=False)
 
 
+LLAMA_CHILD = """
+import json, sys
+import numpy as np
+from llama_cpp import Llama
+path, ptype, texts, out = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3])), sys.argv[4]
+llm = Llama(path, embedding=True, pooling_type=ptype, n_ctx=512, n_batch=512, n_ubatch=512,
+            n_threads=2, verbose=False)
+np.save(out, np.array([llm.embed(t) for t in texts], dtype=np.float64))
+"""
+
+
+def llama_in_child(path, pooling_type):
+    """llama.cpp's embeddings from a child process, or None (said why) when llama.cpp itself
+    dies: the llama.cpp that llama-cpp-python 0.3.36 compiles segfaults embedding the Q4_1 file
+    on some CPUs (seen on an AVX512_BF16 Xeon, 2026-12-03; its F32 copy works there)."""
+    tj, out = os.path.join(tmp, "texts.json"), os.path.join(tmp, "llama-child.npy")
+    with open(tj, "w", encoding="utf-8") as f:
+        json.dump(texts, f)
+    r = subprocess.run([sys.executable, "-c", LLAMA_CHILD, path, str(int(pooling_type)), tj, out],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+        print(f"NOTE: llama.cpp died ({why}) embedding {os.path.basename(path)}: its own "
+              f"quantized path is not compared on this machine. {r.stderr.strip()[-300:]}")
+        return None
+    return normalize(np.load(out))
+
+
 for name, pooling, ptype, hf_pool in (
         ("last token", "eos", LLAMA_POOLING_TYPE_LAST, lambda s: s[-1]),
         ("mean", "mean", LLAMA_POOLING_TYPE_MEAN, lambda s: s.mean(axis=0))):
@@ -252,17 +281,16 @@ for name, pooling, ptype, hf_pool in (
           f"{cos.min():.7f}, median {np.median(cos):.7f}")
     check(cos.min() >= MIN_COS, f"{name} pooling, causal: cosine vs llama.cpp (F32 copy) >= "
           f"{MIN_COS} on all {len(texts)} texts (min {cos.min():.7f})")
-    llm = llama(MODEL, ptype)
-    refq = normalize([llm.embed(t) for t in texts])
-    del llm
-    cos = (got * refq).sum(axis=1)
-    # Not a bound on lmembed: how far llama.cpp's own Q4_1 path (activations rounded to Q8_1
-    # blocks before each matmul) lands from the exact evaluation of the same weights.
-    print(f"{name}: llama.cpp on the Q4_1 file vs lmembed (exact F32 of the same weights): "
-          f"cosine min {cos.min():.6f}, median {np.median(cos):.6f}, "
-          f"mean {cos.mean():.6f}")
-    check(np.median(cos) >= 0.999, f"{name}: llama.cpp's quantized-activation path is close in "
-          f"median (>= 0.999: {np.median(cos):.6f})")
+    refq = llama_in_child(MODEL, ptype)
+    if refq is not None:
+        cos = (got * refq).sum(axis=1)
+        # Not a bound on lmembed: how far llama.cpp's own Q4_1 path (activations rounded to Q8_1
+        # blocks before each matmul) lands from the exact evaluation of the same weights.
+        print(f"{name}: llama.cpp on the Q4_1 file vs lmembed (exact F32 of the same weights): "
+              f"cosine min {cos.min():.6f}, median {np.median(cos):.6f}, "
+              f"mean {cos.mean():.6f}")
+        check(np.median(cos) >= 0.999, f"{name}: llama.cpp's quantized-activation path is close "
+              f"in median (>= 0.999: {np.median(cos):.6f})")
     # lmembed's own stored-type path (Q4_1 / Q8_0 weights kept, activations rounded to 8 bits
     # per block like llama.cpp's) against its exact F32 path.
     cos = (ours_pooled(pooling, "stored") * got).sum(axis=1)
