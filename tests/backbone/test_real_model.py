@@ -8,8 +8,9 @@ implementations: Hugging Face transformers and llama.cpp (llama-cpp-python, comp
    lmembed's layer l (1..L-1) is the residual stream after block l and layer L the final RMSNorm's
    output: HF's hidden_states[1..L], run in float64 as the reference; transformers' own float32
    run on the same texts is the accuracy lmembed is held to (max |diff| / max |ref| per token
-   vector: the worst, and per layer the median and 99th percentile, within 2x of transformers';
-   see BOUND below for why not an absolute 1e-4), with an absolute 5e-4 regression guard.
+   vector: the worst, and per layer the median and 99th percentile, within 2x of transformers'),
+   with an absolute 5e-4 regression guard; and lmembed vs transformers' float32 states directly,
+   the issue's comparison, within 1e-4 (see BOUND below).
 2. Bidirectional attention on 50 of them: HF given an all-visible 4D additive mask (zeros), which
    LlamaModel 4.45 uses as is, against lmembed's bidirectional states: the 5e-4 guard.
 3. The Hugging Face layout: the model as transformers holds it, saved as config.json +
@@ -50,14 +51,14 @@ except ImportError as e:
 torch.set_num_threads(2)
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
-# BOUND: the issue asks for 1e-4 against transformers' float32 run. Measured on 2026-12-03 on
-# these 200 texts against the float64 reference, lmembed's worst token vector is 2.4e-4 and
-# transformers' OWN float32 run's is 3.1e-4, at the same token (position 9) and layer (13); the
-# medians are 2-4e-7 for both (docs/backbone.md). That token is ill-conditioned for any float32
-# evaluation, so an absolute 1e-4 would fail transformers itself. The test therefore holds
-# lmembed to transformers' float32 accuracy on the same texts (within
-# ACC_FACTOR of it: the overall worst, and per layer the median and 99th percentile), and keeps an
-# absolute 5e-4 as the regression guard (a wrong RoPE, norm or mask is O(1)).
+# BOUND: the issue asks for 1e-4 against transformers' float32 run, and that holds (7.4e-5 at
+# worst on 2026-12-03: both float32 runs err alike on the worst token). Against float64 the worst
+# token vector is 2.4e-4 for lmembed and 3.1e-4 for transformers' own float32 run, at the same
+# token (position 9 of one text) and layer (13); medians 2-8e-7 for both (docs/backbone.md).
+# That token is ill-conditioned for any float32 evaluation. So the test also holds lmembed to
+# transformers' float32 accuracy against float64 on the same texts (within ACC_FACTOR: the
+# overall worst, and per layer the median and 99th percentile), with an absolute 5e-4 guard (a
+# wrong RoPE, norm or mask is O(1)).
 ACC_FACTOR = 2.0
 N_TEXTS, N_BIDIR, BOUND, LAYOUT_BOUND, MIN_COS = 200, 50, 5e-4, 1e-5, 0.9999
 failures = []
@@ -158,9 +159,9 @@ print("transformers float32 vs float64, same texts:       " +
       " ".join(f"{v:.1e}" for v in hf_layer))
 print(f"medians over token vectors: lmembed {med.min():.1e}..{med.max():.1e}, transformers "
       f"{hf_med.min():.1e}..{hf_med.max():.1e}")
-print(f"lmembed float32 vs transformers float32 directly: max {direct.max():.2e} (layer "
-      f"{int(direct.max(axis=0).argmax()) + 1}), median {np.median(direct):.1e}, "
-      f"{100.0 * (direct <= 1e-4).mean():.2f}% of token vectors within 1e-4")
+check(direct.max() <= 1e-4, f"the issue's bound, lmembed float32 vs transformers float32: max "
+      f"rel diff {direct.max():.2e} (layer {int(direct.max(axis=0).argmax()) + 1}) <= 1e-4, "
+      f"median {np.median(direct):.1e}")
 check(worst <= BOUND, f"causal states, all {L} layers, {len(ids)} texts, {n_tok} tokens vs "
       f"transformers (float64): max rel diff {worst:.2e} (layer {int(per_layer.argmax()) + 1}) "
       f"<= {BOUND}")
