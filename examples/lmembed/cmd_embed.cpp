@@ -9,6 +9,7 @@
 #include "command.hpp"
 #include "device.hpp"
 #include "lmembed/encoder.hpp"
+#include "lmembed/io/gguf.hpp"
 #include "lmembed/io/npy.hpp"
 
 namespace {
@@ -168,17 +169,24 @@ int run_embed(std::span<const std::string> argv) {
   lmembed::cli::require_device(device);  // before any model work
 
   const std::vector<std::string> lines = read_lines(input);
-  // Token ids need no tokenizer: an HF folder without tokenizer.json is fine with --ids (the
-  // tokenizer only supplies the EOS id, whose check is then skipped).
+  // Token ids need no tokenizer: an HF folder without tokenizer.json, or a GGUF without
+  // tokenizer.ggml.* metadata, is fine with --ids (the tokenizer only supplies the EOS id,
+  // whose check is then skipped).
   namespace fs = std::filesystem;
-  const bool no_tokenizer =
-      a.has("--ids") && fs::is_directory(model) && !fs::exists(fs::path(model) / "tokenizer.json");
+  bool no_tokenizer = false;
+  if (a.has("--ids")) {
+    if (fs::is_directory(model))
+      no_tokenizer = !fs::exists(fs::path(model) / "tokenizer.json");
+    else if (fs::path(model).extension() == ".gguf")
+      no_tokenizer = !lmembed::io::GgufFile::open(model).has("tokenizer.ggml.model");
+  }
   lmembed::Tokenizer tok = no_tokenizer ? lmembed::Tokenizer{} : lmembed::Tokenizer::load(model);
   lmembed::EncoderOptions o;
   if (no_tokenizer) {
     o.eos_check = lmembed::EosCheck::off;
     std::cerr << "lmembed embed: " << model
-              << " has no tokenizer.json: the ids are used as given, EOS is not checked\n";
+              << " has no tokenizer (no tokenizer.json / tokenizer.ggml.* metadata): the ids are "
+                 "used as given, EOS is not checked\n";
   }
   o.normalize = !a.has("--no-normalize");
   o.add_eos = a.has("--eos") ? true : tok.add_eos();
