@@ -12,6 +12,14 @@ def skip(msg):
     sys.exit(SKIP)
 
 
+def default_path():
+    """Where the real model is expected: LMEMBED_REAL_MODEL, else scripts/fetch_models.sh's cache
+    folder (LMEMBED_MODEL_DIR, default ~/.cache/lmembed/models). The file may not exist."""
+    return os.environ.get("LMEMBED_REAL_MODEL") or os.path.join(
+        os.environ.get("LMEMBED_MODEL_DIR", os.path.expanduser("~/.cache/lmembed/models")),
+        "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
 def model_path():
     """Path of the real model's GGUF, or skip when it was not fetched."""
     p = os.environ.get("LMEMBED_REAL_MODEL", "")

@@ -64,9 +64,7 @@ def rss_of(cmd):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=os.environ.get("LMEMBED_REAL_MODEL") or os.path.join(
-        os.environ.get("LMEMBED_MODEL_DIR", os.path.expanduser("~/.cache/lmembed/models")),
-        "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--model", default=realmodel.default_path())
     ap.add_argument("--cli", default=os.path.join(ROOT, "build", "bin", "lmembed"))
     ap.add_argument("--texts", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)

@@ -95,9 +95,7 @@ int run_cache(std::span<const std::string> argv) {
   lmembed::DirLock lock;
   if (comm.rank() == 0) lock = lmembed::DirLock::acquire(out, "lmembed cache");
 
-  const auto weights = lmembed::cli::parse_option(
-      "--weights", a.get_or("--weights", "stored"),
-      [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
+  const auto weights = lmembed::cli::weights_option(a);
   const auto tokenizer = lmembed::Tokenizer::load(model);
   auto backbone = lmembed::Backbone::load(model, weights);
   backbone.set_threads(static_cast<int>(a.get_int("--threads", 0)));

@@ -141,9 +141,7 @@ int run(std::span<const std::string> argv) {
   if (o.n_experiments < 1) throw lmembed::cli::usage_error("--n-experiments must be at least 1");
   o.alpha = a.get_double("--alpha", o.alpha);
   o.threads = static_cast<int>(a.get_int("--threads", 0));
-  o.weights = lmembed::cli::parse_option(
-      "--weights", a.get_or("--weights", "stored"),
-      [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
+  o.weights = lmembed::cli::weights_option(a);
   o.progress = !a.has("--quiet");
   o.shared_pass = !a.has("--per-design-encoding");
   o.references = refs;

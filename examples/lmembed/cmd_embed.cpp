@@ -150,9 +150,7 @@ int run_embed(std::span<const std::string> argv) {
   const auto device =
       parse_option("--device", a.get_or("--device", "cpu"),
                    [](const std::string& s) { return lmembed::cli::parse_device(s); });
-  const auto weights =
-      parse_option("--weights", a.get_or("--weights", "stored"),
-                   [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
+  const auto weights = lmembed::cli::weights_option(a);
   const std::string pooling = a.get_or("--pooling", "eos");
   // A bad name fails before the model loads (a missing or extra --head when the encoder is made).
   (void)parse_option("--pooling", pooling,

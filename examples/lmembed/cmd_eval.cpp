@@ -198,9 +198,7 @@ int run_eval(std::span<const std::string> argv) {
   if (model) {
     lmembed::EncoderOptions eo;
     eo.threads = static_cast<int>(a.get_int("--threads", 0));
-    eo.weights = lmembed::cli::parse_option(
-        "--weights", a.get_or("--weights", "stored"),
-        [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
+    eo.weights = lmembed::cli::weights_option(a);
     const std::string head = a.get_or("--head", "");
     const auto attention = lmembed::parse_attention(*a.get("--attention"));
     encoder =

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmembed/backbone/config.hpp"
 #include "lmembed/core/error.hpp"
 
 namespace lmembed::cli {
@@ -163,6 +164,13 @@ auto parse_option(const std::string& name, const std::string& value, Parse&& par
   } catch (const lmembed::config_error& e) {
     throw usage_error("option " + name + ": " + e.what());
   }
+}
+
+/// `--weights stored|f32` (default stored: a GGUF's Q8_0/Q4_0/Q4_1 weights stay quantized; f32:
+/// dequantized), the same option on every command that loads a backbone.
+inline lmembed::WeightFormat weights_option(const Args& a) {
+  return parse_option("--weights", a.get_or("--weights", "stored"),
+                      [](const std::string& s) { return lmembed::parse_weight_format(s, ""); });
 }
 
 /// A subcommand: receives the arguments after its name; returns the exit status.

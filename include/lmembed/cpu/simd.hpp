@@ -99,6 +99,17 @@ struct Avx2 {
   [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void fmadd(reg& acc, const reg& a, const reg& b) {
     acc = _mm256_fmadd_ps(a, b, acc);
   }
+  [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void mul(reg& y, const reg& a, const reg& b) {
+    y = _mm256_mul_ps(a, b);
+  }
+  [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void div(reg& y, const reg& a, const reg& b) {
+    y = _mm256_div_ps(a, b);
+  }
+  /// y = max(min(x, hi), lo).
+  [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void clamp(reg& y, const reg& x, float lo,
+                                                             float hi) {
+    y = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(hi)), _mm256_set1_ps(lo));
+  }
   /// e^x (see Avx512::exp). 2^n is built in the exponent bits, so x is clamped to [-87, 88]
   /// where 2^n stays a normal float: e^x below 1.6e-38 or above 1.6e38 differs from std::exp.
   [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void exp(reg& y, const reg& x0) {
@@ -131,33 +142,6 @@ struct Avx2 {
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(e), _mm256_extractf128_ps(e, 1));
     const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
     return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
-  }
-  /// GELU's pieces: cdf = Phi(x) = (1 + erf(x / sqrt 2)) / 2 with Eigen's 13/8 rational erf
-  /// (the heads' former Eigen code: exact to a few ulp on [-4, 4], +-1 beyond), and
-  /// pdf = phi(x) = e^(-x^2 / 2) / sqrt(2 pi).
-  [[gnu::target(LMEMBED_CPU_AVX2_TARGET)]] static void gelu_parts(reg& cdf, reg& pdf,
-                                                                  const reg& x) {
-    const reg z = _mm256_max_ps(
-        _mm256_min_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)), _mm256_set1_ps(4.0f)),
-        _mm256_set1_ps(-4.0f));
-    const reg z2 = _mm256_mul_ps(z, z);
-    reg p = _mm256_fmadd_ps(z2, _mm256_set1_ps(-2.72614225801306e-10f),
-                            _mm256_set1_ps(2.77068142495902e-08f));
-    p = _mm256_fmadd_ps(z2, p, _mm256_set1_ps(-2.10102402082508e-06f));
-    p = _mm256_fmadd_ps(z2, p, _mm256_set1_ps(-5.69250639462346e-05f));
-    p = _mm256_fmadd_ps(z2, p, _mm256_set1_ps(-7.34990630326855e-04f));
-    p = _mm256_fmadd_ps(z2, p, _mm256_set1_ps(-2.95459980854025e-03f));
-    p = _mm256_fmadd_ps(z2, p, _mm256_set1_ps(-1.60960333262415e-02f));
-    p = _mm256_mul_ps(z, p);
-    reg q = _mm256_fmadd_ps(z2, _mm256_set1_ps(-1.45660718464996e-05f),
-                            _mm256_set1_ps(-2.13374055278905e-04f));
-    q = _mm256_fmadd_ps(z2, q, _mm256_set1_ps(-1.68282697438203e-03f));
-    q = _mm256_fmadd_ps(z2, q, _mm256_set1_ps(-7.37332916720468e-03f));
-    q = _mm256_fmadd_ps(z2, q, _mm256_set1_ps(-1.42647390514189e-02f));
-    cdf = _mm256_fmadd_ps(_mm256_div_ps(p, q), _mm256_set1_ps(0.5f), _mm256_set1_ps(0.5f));
-    reg e;
-    exp(e, _mm256_mul_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(-0.5f)));
-    pdf = _mm256_mul_ps(e, _mm256_set1_ps(0.3989422804014327f));
   }
 };
 
@@ -192,6 +176,17 @@ struct Avx512 {
                                                                const reg& b) {
     acc = _mm512_fmadd_ps(a, b, acc);
   }
+  [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void mul(reg& y, const reg& a, const reg& b) {
+    y = _mm512_mul_ps(a, b);
+  }
+  [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void div(reg& y, const reg& a, const reg& b) {
+    y = _mm512_div_ps(a, b);
+  }
+  /// y = max(min(x, hi), lo).
+  [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void clamp(reg& y, const reg& x, float lo,
+                                                               float hi) {
+    y = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(hi)), _mm512_set1_ps(lo));
+  }
   /// e^x for 16 floats (Cephes expf: x = n ln2 + r, degree-6 polynomial on |r| <= ln2/2, then
   /// scale by 2^n); within ~2 ulp of std::exp, and 0 / inf at the ends like it.
   [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void exp(reg& y, const reg& x0) {
@@ -220,31 +215,6 @@ struct Avx512 {
                                                                     const reg& s) {
     exp(e, _mm512_sub_ps(x, s));
     return _mm512_reduce_add_ps(e);
-  }
-  /// GELU's pieces as Avx2::gelu_parts, 16 lanes.
-  [[gnu::target(LMEMBED_CPU_AVX512_TARGET)]] static void gelu_parts(reg& cdf, reg& pdf,
-                                                                    const reg& x) {
-    const reg z = _mm512_max_ps(
-        _mm512_min_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)), _mm512_set1_ps(4.0f)),
-        _mm512_set1_ps(-4.0f));
-    const reg z2 = _mm512_mul_ps(z, z);
-    reg p = _mm512_fmadd_ps(z2, _mm512_set1_ps(-2.72614225801306e-10f),
-                            _mm512_set1_ps(2.77068142495902e-08f));
-    p = _mm512_fmadd_ps(z2, p, _mm512_set1_ps(-2.10102402082508e-06f));
-    p = _mm512_fmadd_ps(z2, p, _mm512_set1_ps(-5.69250639462346e-05f));
-    p = _mm512_fmadd_ps(z2, p, _mm512_set1_ps(-7.34990630326855e-04f));
-    p = _mm512_fmadd_ps(z2, p, _mm512_set1_ps(-2.95459980854025e-03f));
-    p = _mm512_fmadd_ps(z2, p, _mm512_set1_ps(-1.60960333262415e-02f));
-    p = _mm512_mul_ps(z, p);
-    reg q = _mm512_fmadd_ps(z2, _mm512_set1_ps(-1.45660718464996e-05f),
-                            _mm512_set1_ps(-2.13374055278905e-04f));
-    q = _mm512_fmadd_ps(z2, q, _mm512_set1_ps(-1.68282697438203e-03f));
-    q = _mm512_fmadd_ps(z2, q, _mm512_set1_ps(-7.37332916720468e-03f));
-    q = _mm512_fmadd_ps(z2, q, _mm512_set1_ps(-1.42647390514189e-02f));
-    cdf = _mm512_fmadd_ps(_mm512_div_ps(p, q), _mm512_set1_ps(0.5f), _mm512_set1_ps(0.5f));
-    reg e;
-    exp(e, _mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)));
-    pdf = _mm512_mul_ps(e, _mm512_set1_ps(0.3989422804014327f));
   }
 };
 

@@ -48,29 +48,25 @@ namespace gelu_detail {
 template <class T, class F>
 void for_gelu_rows(const MatrixX<T>& x, Eigen::Index c0, Eigen::Index w, bool want_pdf, F&& f) {
   const Eigen::Index n = x.rows();
-  if constexpr (std::is_same_v<T, float>) {
-    const cpu::Ops& k = cpu::ops();  // outside the parallel region: may throw config_error
+  const cpu::Ops* k = nullptr;
+  if constexpr (std::is_same_v<T, float>) k = &cpu::ops();  // may throw: outside the region
 #pragma omp parallel if (n * w > 65536)
-    {
-      std::vector<float> cdf(static_cast<std::size_t>(w)),
-          pdf(static_cast<std::size_t>(want_pdf ? w : 0));
+  {
+    std::vector<T> cdf(static_cast<std::size_t>(w)),
+        pdf(static_cast<std::size_t>(want_pdf ? w : 0));
+    T* const pdf_or_null = want_pdf ? pdf.data() : nullptr;
 #pragma omp for schedule(static)
-      for (Eigen::Index i = 0; i < n; ++i) {
-        k.gelu_parts(x.data() + i * x.cols() + c0, cdf.data(), want_pdf ? pdf.data() : nullptr, w);
-        f(i, cdf.data(), want_pdf ? pdf.data() : nullptr);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const T* row = x.data() + i * x.cols() + c0;
+      if constexpr (std::is_same_v<T, float>) {
+        k->gelu_parts(row, cdf.data(), pdf_or_null, w);
+      } else {
+        using Row = Eigen::Array<T, 1, Eigen::Dynamic>;
+        const Eigen::Map<const Row> xr(row, w);
+        Eigen::Map<Row>(cdf.data(), w) = gelu_cdf(xr);
+        if (want_pdf) Eigen::Map<Row>(pdf.data(), w) = gelu_pdf(xr);
       }
-    }
-  } else {
-#pragma omp parallel if (n * w > 65536)
-    {
-      std::vector<T> cdf(static_cast<std::size_t>(w)), pdf(static_cast<std::size_t>(w));
-#pragma omp for schedule(static)
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const auto xr = x.row(i).segment(c0, w).array();
-        Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(cdf.data(), w) = gelu_cdf(xr);
-        if (want_pdf) Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(pdf.data(), w) = gelu_pdf(xr);
-        f(i, cdf.data(), want_pdf ? pdf.data() : nullptr);
-      }
+      f(i, cdf.data(), pdf_or_null);
     }
   }
 }
