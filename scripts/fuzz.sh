@@ -9,7 +9,8 @@
 # FUZZ_RUNS (stop each target after this many executions, SECONDS still bounding it: the long
 # run of docs/robustness.md is FUZZ_RUNS=1000000 scripts/fuzz.sh 14400), FUZZ_BUILD (default
 # build-fuzz), FUZZ_NO_BUILD=1 (run the targets already built there), FUZZ_LOGS (a folder to
-# keep each target's log in).
+# keep each target's log in), FUZZ_TIMEOUT (seconds one input may take, default 10: raise it for
+# long runs under `nice` on a busy machine, where a starved process overruns 10 s of wall time).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LMEMBED_ROOT"
 seconds=${1:-60}
@@ -52,7 +53,7 @@ run_target() {
   [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
   local t0=$(date +%s)
   "$bdir"/fuzz/fuzz_"$t" "${dict[@]}" "${runs[@]}" -max_total_time="$secs" \
-    -max_len="$maxlen" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -max_len="$maxlen" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 \
     -artifact_prefix="$bdir/artifacts/${t}-" "$corpus" >"$work/$t.log" 2>&1
   echo $? >"$work/$t.rc"
   echo $(( $(date +%s) - t0 )) >"$work/$t.secs"

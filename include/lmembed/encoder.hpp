@@ -64,6 +64,31 @@ inline constexpr bool is_attention_v =
 template <class B>
 inline constexpr bool is_backend_v =
     std::is_same_v<B, backend::cpu> || std::is_same_v<B, backend::cuda>;
+/// What an Encoder needs of its backend: the backbone type (which decides where the weights
+/// live and which executor runs the decoder, backbone/decoder.hpp), how it loads, its load
+/// options. Specialized per backend: backend::cpu here, backend::cuda in cuda/encoder.cuh.
+template <class Backend>
+struct BackendTraits;
+
+template <>
+struct BackendTraits<backend::cpu> {
+  using backbone_type = Backbone;
+  /// Load options beyond EncoderOptions (none on the CPU).
+  struct options {};
+  static constexpr const char* progress_suffix = "";
+  static Backbone load(const std::filesystem::path& model, const EncoderOptions& o,
+                       const options&) {
+    return Backbone::load(model, o.weights);
+  }
+  static void set_threads(Backbone& b, int n) { b.set_threads(n); }
+  static const Backbone& host_backbone(const Backbone& b) { return b; }
+};
+
+template <class B>
+inline constexpr bool has_backend_v = requires {
+  typename BackendTraits<B>::backbone_type;
+};
+
 /// The float head of a trainable policy, std::monostate for the others.
 template <class P, bool = P::trainable>
 struct HeadOf {
@@ -158,7 +183,8 @@ class EncoderBase {
 ///
 /// Attention: attention::causal | attention::bidirectional. Pooling: pooling::eos | mean |
 /// latent | multi_layer | multi_layer_mean | multi_layer_tokens | multi_layer_eos. Backend:
-/// backend::cpu (the CUDA backend has its own DeviceBackbone in lmembed/cuda).
+/// backend::cpu, or backend::cuda (include lmembed/cuda/encoder.cuh): the backend decides the
+/// backbone type and so where the decoder runs; everything else here is shared.
 template <class Attention, class Pooling, class Backend = backend::cpu>
 class Encoder final : public EncoderBase {
   static_assert(detail::is_attention_v<Attention>,
@@ -170,10 +196,9 @@ class Encoder final : public EncoderBase {
                 "multi_layer_tokens or multi_layer_eos");
   static_assert(detail::is_backend_v<Backend>,
                 "Encoder<..., Backend>: Backend must be lmembed::backend::cpu or ::cuda");
-  static_assert(std::is_same_v<Backend, backend::cpu>,
-                "Encoder<..., backend::cuda>: the CUDA backend encodes through "
-                "lmembed::cuda::DeviceBackbone (lmembed/cuda, target lmembed::cuda); "
-                "Encoder runs on backend::cpu");
+  static_assert(detail::has_backend_v<Backend>,
+                "Encoder<..., backend::cuda>: include \"lmembed/cuda/encoder.cuh\" (in a .cu "
+                "file) and link lmembed::cuda");
   static_assert(!(Pooling::capture.layers == CaptureLayers::all &&
                   Pooling::capture.tokens == CaptureTokens::all),
                 "Encoder: a pooling that consumes every token of every layer is not supported "
@@ -183,23 +208,30 @@ class Encoder final : public EncoderBase {
   using attention_type = Attention;
   using pooling_type = Pooling;
   using backend_type = Backend;
+  using traits = detail::BackendTraits<Backend>;
+  /// The backbone: lmembed::Backbone (cpu) or cuda::DeviceBackbone (cuda).
+  using backbone_type = typename traits::backbone_type;
+  /// The backend's load options (cuda::DeviceOptions for cuda; empty for cpu).
+  using backend_options = typename traits::options;
   /// The head type (trainable poolings), else std::monostate.
   using Head = typename detail::HeadOf<Pooling>::type;
 
   /// A parameter-free pooling (eos, mean).
-  Encoder(Backbone backbone, Tokenizer tokenizer,
+  Encoder(backbone_type backbone, Tokenizer tokenizer,
           EncoderOptions options = {}) requires(!Pooling::trainable)
       : backbone_(std::move(backbone)), tokenizer_(std::move(tokenizer)), opt_(options) {
-    backbone_.set_threads(opt_.threads);
+    traits::set_threads(backbone_, opt_.threads);
   }
   /// A trainable pooling with its head; config_error when the head does not fit the backbone.
-  Encoder(Backbone backbone, Tokenizer tokenizer, Head head,
+  /// (The heads run on the host over the captured states: they are small next to the
+  /// backbone.)
+  Encoder(backbone_type backbone, Tokenizer tokenizer, Head head,
           EncoderOptions options = {}) requires(Pooling::trainable)
       : backbone_(std::move(backbone)),
         tokenizer_(std::move(tokenizer)),
         head_(std::move(head)),
         opt_(options) {
-    backbone_.set_threads(opt_.threads);
+    traits::set_threads(backbone_, opt_.threads);
     const auto& c = backbone_.config();
     if (head_.dim() != c.d_model)
       throw config_error(std::string(Pooling::name) + " head has width " +
@@ -216,8 +248,9 @@ class Encoder final : public EncoderBase {
   /// Loads the model (.gguf or HF folder), its tokenizer, and for trainable poolings the head
   /// file (config_error when a trainable pooling gets none, or the file is another pooling's).
   static Encoder load(const std::filesystem::path& model,
-                      const std::filesystem::path& head_file = {}, EncoderOptions options = {}) {
-    Backbone b = Backbone::load(model, options.weights);
+                      const std::filesystem::path& head_file = {}, EncoderOptions options = {},
+                      const backend_options& backend = {}) {
+    backbone_type b = traits::load(model, options, backend);
     Tokenizer t = Tokenizer::load(model);
     if constexpr (Pooling::trainable) {
       if (head_file.empty())
@@ -262,7 +295,7 @@ class Encoder final : public EncoderBase {
       i = j;
       if (opt_.progress)
         std::cerr << "\rlmembed: encoded " << i << " / " << texts.size() << " texts"
-                  << (i == texts.size() ? "\n" : "") << std::flush;
+                  << traits::progress_suffix << (i == texts.size() ? "\n" : "") << std::flush;
     }
     return out;
   }
@@ -281,20 +314,21 @@ class Encoder final : public EncoderBase {
 
   /// The pooled (unnormalized) vectors of captured states.
   Matrix pool(const Captured& cap) const {
-    if constexpr (std::is_same_v<Pooling, pooling::eos>)
-      return pooling::eos_forward(cap);
-    else if constexpr (std::is_same_v<Pooling, pooling::mean>)
-      return pooling::mean_forward(cap);
-    else
+    if constexpr (Pooling::trainable)
       return head_.forward(cap);
+    else
+      return Pooling::forward(cap);
   }
 
   std::int64_t dim() const override { return backbone_.config().d_model; }
   const char* attention_name() const override { return Attention::name; }
   const char* pooling_name() const override { return Pooling::name; }
   const Tokenizer& tokenizer() const override { return tokenizer_; }
-  const Backbone& backbone() const override { return backbone_; }
+  /// The CPU backbone; config_error for a backbone on a device (see device_backbone()).
+  const Backbone& backbone() const override { return traits::host_backbone(backbone_); }
   EncoderOptions& options() override { return opt_; }
+  /// The backbone in its backend's type.
+  backbone_type& device_backbone() { return backbone_; }
   /// The trainable head (trainable poolings only).
   const Head& head() const requires(Pooling::trainable) { return head_; }
 
@@ -307,7 +341,7 @@ class Encoder final : public EncoderBase {
   }
 
  private:
-  Backbone backbone_;
+  backbone_type backbone_;
   Tokenizer tokenizer_;
   [[no_unique_address]] Head head_;
   EncoderOptions opt_;
@@ -317,41 +351,48 @@ class Encoder final : public EncoderBase {
 using AnyEncoder = std::unique_ptr<EncoderBase>;
 
 namespace detail {
-template <class Attention, class Pooling>
-AnyEncoder make_encoder_as(Backbone b, Tokenizer t, const std::filesystem::path& head,
-                           const EncoderOptions& o) {
+template <class Attention, class Pooling, class Backend>
+AnyEncoder make_encoder_as(typename BackendTraits<Backend>::backbone_type b, Tokenizer t,
+                           const std::filesystem::path& head, const EncoderOptions& o) {
+  using E = Encoder<Attention, Pooling, Backend>;
   if constexpr (Pooling::trainable) {
     if (head.empty())
       throw config_error(std::string("pooling '") + Pooling::name +
                          "' is trainable: give its head file (--head FILE.safetensors)");
-    return std::make_unique<Encoder<Attention, Pooling>>(
-        std::move(b), std::move(t), Encoder<Attention, Pooling>::load_head(head), o);
+    return std::make_unique<E>(std::move(b), std::move(t), E::load_head(head), o);
   } else {
     if (!head.empty())
       throw config_error(std::string("pooling '") + Pooling::name +
                          "' has no parameters: drop --head " + head.string());
-    return std::make_unique<Encoder<Attention, Pooling>>(std::move(b), std::move(t), o);
+    return std::make_unique<E>(std::move(b), std::move(t), o);
   }
 }
-template <class Attention>
-AnyEncoder make_encoder_for(std::string_view pooling_name, Backbone b, Tokenizer t,
-                            const std::filesystem::path& head, const EncoderOptions& o) {
-  (void)pooling::capture_of(pooling_name);  // config_error listing the names
-  if (pooling_name == pooling::eos::name)
-    return make_encoder_as<Attention, pooling::eos>(std::move(b), std::move(t), head, o);
-  if (pooling_name == pooling::mean::name)
-    return make_encoder_as<Attention, pooling::mean>(std::move(b), std::move(t), head, o);
-  if (pooling_name == pooling::latent::name)
-    return make_encoder_as<Attention, pooling::latent>(std::move(b), std::move(t), head, o);
-  if (pooling_name == pooling::multi_layer::name)
-    return make_encoder_as<Attention, pooling::multi_layer>(std::move(b), std::move(t), head, o);
-  if (pooling_name == pooling::multi_layer_mean::name)
-    return make_encoder_as<Attention, pooling::multi_layer_mean>(std::move(b), std::move(t), head,
-                                                                 o);
-  if (pooling_name == pooling::multi_layer_tokens::name)
-    return make_encoder_as<Attention, pooling::multi_layer_tokens>(std::move(b), std::move(t), head,
-                                                                   o);
-  return make_encoder_as<Attention, pooling::multi_layer_eos>(std::move(b), std::move(t), head, o);
+template <class Attention, class Backend>
+AnyEncoder make_encoder_for(std::string_view name, typename BackendTraits<Backend>::backbone_type b,
+                            Tokenizer t, const std::filesystem::path& head,
+                            const EncoderOptions& o) {
+  (void)pooling::capture_of(name);  // config_error listing the names
+  auto as = [&]<class P>(P) {
+    return make_encoder_as<Attention, P, Backend>(std::move(b), std::move(t), head, o);
+  };
+  if (name == pooling::eos::name) return as(pooling::eos{});
+  if (name == pooling::mean::name) return as(pooling::mean{});
+  if (name == pooling::latent::name) return as(pooling::latent{});
+  if (name == pooling::multi_layer::name) return as(pooling::multi_layer{});
+  if (name == pooling::multi_layer_mean::name) return as(pooling::multi_layer_mean{});
+  if (name == pooling::multi_layer_tokens::name) return as(pooling::multi_layer_tokens{});
+  return as(pooling::multi_layer_eos{});
+}
+/// make_encoder() on any backend: the attention and pooling chosen at run time.
+template <class Backend>
+AnyEncoder make_encoder_on(typename BackendTraits<Backend>::backbone_type b, Tokenizer t,
+                           AttentionKind attention, std::string_view pooling_name,
+                           const std::filesystem::path& head, const EncoderOptions& o) {
+  if (attention == AttentionKind::causal)
+    return make_encoder_for<attention::causal, Backend>(pooling_name, std::move(b), std::move(t),
+                                                        head, o);
+  return make_encoder_for<attention::bidirectional, Backend>(pooling_name, std::move(b),
+                                                             std::move(t), head, o);
 }
 }  // namespace detail
 
@@ -361,11 +402,8 @@ inline AnyEncoder make_encoder(Backbone backbone, Tokenizer tokenizer, Attention
                                std::string_view pooling_name,
                                const std::filesystem::path& head_file = {},
                                const EncoderOptions& options = {}) {
-  if (attention == AttentionKind::causal)
-    return detail::make_encoder_for<attention::causal>(pooling_name, std::move(backbone),
-                                                       std::move(tokenizer), head_file, options);
-  return detail::make_encoder_for<attention::bidirectional>(
-      pooling_name, std::move(backbone), std::move(tokenizer), head_file, options);
+  return detail::make_encoder_on<backend::cpu>(std::move(backbone), std::move(tokenizer), attention,
+                                               pooling_name, head_file, options);
 }
 /// Same, loading the model and its tokenizer from `model`.
 inline AnyEncoder make_encoder(const std::filesystem::path& model, AttentionKind attention,

@@ -556,3 +556,64 @@ TEST(BackboneAttention, ParseAndNames) {
 }
 
 }  // namespace
+
+// docs/architecture.md "How to add a backend op": an executor is any type with the ops of
+// DecoderExecutor. This test-only one records the calls run_decoder() makes, which pins the
+// transformer's order of operations that every backend (CPU, CUDA, the host mirror) runs.
+namespace {
+struct TraceExec {
+  struct Layer {
+    int attn_norm = 0, ffn_norm = 1, wqkv = 2, wo = 3, wgu = 4, wdown = 5;
+  };
+  std::int64_t layers = 2;
+  Layer L;
+  int final_norm = 6;
+  std::vector<std::string> calls;
+  static const char* name(lmembed::Act a) {
+    constexpr const char* n[] = {"x", "h", "qkv", "attn", "gate_up", "act"};
+    return n[static_cast<int>(a)];
+  }
+  std::int64_t n_layers() const { return layers; }
+  const Layer& layer(std::int64_t) const { return L; }
+  const int& out_norm() const { return final_norm; }
+  void embed(lmembed::Act a) { calls.push_back(std::string("embed ") + name(a)); }
+  void rms_norm(lmembed::Act s, int w, lmembed::Act d) {
+    calls.push_back(std::string("rms_norm ") + name(s) + " w" + std::to_string(w) + " " + name(d));
+  }
+  void linear(lmembed::Act s, int w, lmembed::Act d, bool acc) {
+    calls.push_back(std::string("linear ") + name(s) + " w" + std::to_string(w) + " " + name(d) +
+                    (acc ? " +=" : ""));
+  }
+  void bias_rope(lmembed::Act a, const Layer&) {
+    calls.push_back(std::string("bias_rope ") + name(a));
+  }
+  void attention(lmembed::Act s, lmembed::Act d, bool last) {
+    calls.push_back(std::string("attention ") + name(s) + " " + name(d) + (last ? " last" : ""));
+  }
+  void swiglu(lmembed::Act s, lmembed::Act d) {
+    calls.push_back(std::string("swiglu ") + name(s) + " " + name(d));
+  }
+  void capture(lmembed::Act a, std::int64_t l) {
+    calls.push_back(std::string("capture ") + name(a) + " " + std::to_string(l));
+  }
+};
+}  // namespace
+
+TEST(BackboneDecoder, RunDecoderOrderOfOperations) {
+  static_assert(lmembed::DecoderExecutor<TraceExec>);
+  TraceExec ex;
+  lmembed::run_decoder(ex);
+  const std::vector<std::string> layer = {
+      "rms_norm x w0 h",     "linear h w2 qkv",     "bias_rope qkv",
+      "attention qkv attn",  "linear attn w3 x +=", "rms_norm x w1 h",
+      "linear h w4 gate_up", "swiglu gate_up act",  "linear act w5 x +="};
+  std::vector<std::string> want = {"embed x"};
+  for (int l = 0; l < 2; ++l) {
+    for (const std::string& c : layer)
+      want.push_back(l == 1 && c == "attention qkv attn" ? c + " last" : c);
+    if (l == 0) want.push_back("capture x 1");
+  }
+  want.push_back("rms_norm x w6 h");
+  want.push_back("capture h 2");
+  EXPECT_EQ(ex.calls, want);
+}

@@ -109,6 +109,43 @@ TEST(Encoder, TrainablePoolingsAreBackbonePlusHead) {
                config_error);
 }
 
+// docs/architecture.md "How to add a pooling", followed step by step: a test-only policy that
+// pools the FIRST token of each text. 1. a tag with a name, 2. the states it consumes (the
+// backbone then captures exactly those), 3. not trainable, 4. its forward.
+struct first_token_pooling {
+  static constexpr const char* name = "first_token";
+  static constexpr CaptureSpec capture{CaptureLayers::last, CaptureTokens::all};
+  static constexpr bool trainable = false;
+  template <class T>
+  static MatrixX<T> forward(const CapturedT<T>& in) {
+    MatrixX<T> y(in.n_seq, in.d);
+    for (std::int64_t s = 0; s < in.n_seq; ++s) y.row(s) = in.states.row(in.offsets[s]);
+    return y;
+  }
+};
+static_assert(pooling::Policy<first_token_pooling>);
+
+TEST(Encoder, ATestOnlyPoolingPolicyFollowingTheWalkThrough) {
+  const fs::path model = kData / "models/stories260K.gguf";
+  using Model = Encoder<attention::bidirectional, first_token_pooling>;
+  Model enc = Model::load(model);
+  std::vector<std::string> texts{"Once upon a time", "there was a little girl named Lily.", "a"};
+  const Matrix e = enc.encode(texts);
+  EXPECT_STREQ(enc.pooling_name(), "first_token");
+  // By hand: the backbone's last-layer states of every token, the first row of each text.
+  const Tokenizer& tok = enc.tokenizer();
+  TokenBatch b;
+  for (const auto& t : texts) b.add(tok.encode(t));
+  const Captured all = enc.backbone().forward<attention::bidirectional>(
+      b, {CaptureLayers::last, CaptureTokens::all});
+  for (std::int64_t s = 0; s < 3; ++s) {
+    const Eigen::RowVectorXf r = all.states.row(all.offsets[s]).normalized();
+    EXPECT_LE((e.row(s) - r).cwiseAbs().maxCoeff(), 1e-6f) << "text " << s;
+  }
+  // Bidirectional: the first token sees the rest, so texts sharing a first token differ.
+  EXPECT_GT((e.row(0) - e.row(2)).cwiseAbs().maxCoeff(), 1e-3f);
+}
+
 TEST(Encoder, EosCheckAndRunTimeEncoder) {
   const fs::path model = kData / "models/stories260K.gguf";  // adds BOS, not EOS
   EncoderOptions o;

@@ -34,6 +34,7 @@
 
 #include "lmembed/attention/attention.hpp"
 #include "lmembed/backbone/config.hpp"
+#include "lmembed/backbone/decoder.hpp"
 #include "lmembed/backbone/gemm.hpp"
 #include "lmembed/backbone/loader.hpp"
 #include "lmembed/backbone/qgemm.hpp"
@@ -445,147 +446,223 @@ class Backbone {
 #endif
   }
 
-  /// dst row = src row / rms(src row) * weight (sum of squares in double, as ggml does).
-  void rms_norm_rows(const cpu::Ops& k, const Matrix& src, Matrix& dst, const std::vector<float>& w,
-                     std::int64_t rows) const {
-    const std::int64_t d = cfg_.d_model;
-    const float eps = cfg_.rms_eps;
-    parallel_for(rows, 3.0 * static_cast<double>(d), [&](std::int64_t t) {
-      k.rms_norm_row(src.data() + t * d, w.data(), dst.data() + t * d, d, eps);
-    });
-  }
-
-  void run_chunk(const TokenBatch& batch, const std::vector<Seq>& seqs, std::int64_t s0,
-                 std::int64_t s1, CaptureSpec spec, bool causal, Workspace& ws, Captured& out,
-                 ForwardStats* stats) const {
-    const std::int64_t d = cfg_.d_model, dq = cfg_.q_dim(), dkv = cfg_.kv_dim(), ff = cfg_.d_ff,
-                       hd = cfg_.head_dim, half = hd / 2, w3 = dq + 2 * dkv;
-    const std::int64_t n_layers = cfg_.n_layers;
-    const cpu::Ops& K = *ws.ops;
-    // Chunk-local row of each sequence's first token.
-    std::vector<std::int64_t> row0(s1 - s0 + 1, 0);
-    for (std::int64_t s = s0; s < s1; ++s) row0[s - s0 + 1] = row0[s - s0] + seqs[s].length;
+  /// The CPU executor of run_decoder() (backbone/decoder.hpp) for one chunk of whole
+  /// sequences: the Workspace's matrices, the run-time CPU level's kernels, OpenMP over rows or
+  /// (sequence, head) jobs, and the backbone's packed weights (F32 or stored block types).
+  struct ChunkExec {
+    const Backbone& bb;
+    const TokenBatch& batch;
+    const std::vector<Seq>& seqs;
+    std::int64_t s0, s1;
+    CaptureSpec spec;
+    bool causal;
+    Workspace& ws;
+    Captured& out;
+    ForwardStats* stats;
+    std::vector<std::int64_t> row0;  // chunk-local row of each sequence's first token
     // Rows in flight: every token, until the last layer of a last-token-only capture, where
-    // only each sequence's last row goes on past attention (see below).
-    std::int64_t T = row0.back();
+    // only each sequence's last row goes on past attention (see attention()).
+    std::int64_t T = 0;
+    bool last_only = false;
     // Phase timing for benchmarks: lap(bucket) charges the time since the previous lap.
     using Clock = std::chrono::steady_clock;
-    Clock::time_point last = stats ? Clock::now() : Clock::time_point{};
+    Clock::time_point last{};
     double unused = 0;
-    auto lap = [&](double& bucket) {
+
+    ChunkExec(const Backbone& b, const TokenBatch& tb, const std::vector<Seq>& sq, std::int64_t a,
+              std::int64_t z, CaptureSpec sp, bool c, Workspace& w, Captured& o, ForwardStats* st)
+        : bb(b),
+          batch(tb),
+          seqs(sq),
+          s0(a),
+          s1(z),
+          spec(sp),
+          causal(c),
+          ws(w),
+          out(o),
+          stats(st),
+          row0(static_cast<std::size_t>(z - a + 1), 0) {
+      for (std::int64_t s = s0; s < s1; ++s) row0[s - s0 + 1] = row0[s - s0] + seqs[s].length;
+      T = row0.back();
+      last_only = spec.layers == CaptureLayers::last && spec.tokens == CaptureTokens::last;
+      if (stats) {
+        last = Clock::now();
+        stats->tokens += T;
+      }
+    }
+
+    void lap(double ForwardStats::*bucket) {
       if (!stats) return;
       const Clock::time_point now = Clock::now();
-      bucket += std::chrono::duration<double>(now - last).count();
+      stats->*bucket += std::chrono::duration<double>(now - last).count();
       last = now;
-    };
-    double& t_gemm = stats ? stats->gemm_seconds : unused;
-    double& t_attn = stats ? stats->attention_seconds : unused;
-    double& t_other = stats ? stats->other_seconds : unused;
-    auto gemm = [&](const float* a, std::int64_t lda, const detail::LinearWeight& w, float* c,
-                    std::int64_t ldc, bool accumulate) {
-      lap(t_other);
-      detail::linear_nt(a, lda, T, w, c, ldc, accumulate, threads_, ws.gemm);
-      if (stats) stats->gemm_flops += 2.0 * static_cast<double>(T) * w.n() * w.k();
-      lap(t_gemm);
-    };
-    if (stats) stats->tokens += T;
-
-    // Embedding lookup and positions.
-    for (std::int64_t s = s0; s < s1; ++s)
-      for (std::int64_t i = 0; i < seqs[s].length; ++i) {
-        const std::int64_t r = row0[s - s0] + i;
-        ws.pos[r] = static_cast<std::int32_t>(i);
-        const std::int64_t id = batch.ids[seqs[s].begin + i];
-        if (tok_embd_stored_.empty()) {
-          std::memcpy(ws.x.data() + r * d, tok_embd_.data() + id * d, sizeof(float) * d);
-        } else {  // decoded exactly as the F32 path decodes it at load
-          const BlockRows& e = tok_embd_stored_;
-          io::quant::dequantize_row(e.dtype, e.bytes.data() + id * e.row_bytes(), d,
-                                    ws.x.data() + r * d);
-        }
+    }
+    /// Row-major storage of an activation and its row stride.
+    std::pair<float*, std::int64_t> view(Act a) const {
+      const ModelConfig& c = bb.cfg_;
+      switch (a) {
+        case Act::x:
+          return {ws.x.data(), c.d_model};
+        case Act::h:
+          return {ws.h.data(), c.d_model};
+        case Act::qkv:
+          return {ws.qkv.data(), c.q_dim() + 2 * c.kv_dim()};
+        case Act::attn:
+          return {ws.attn.data(), c.q_dim()};
+        case Act::gate_up:
+        case Act::act:  // SwiGLU writes its result over the gate half (row stride 2 d_ff)
+          return {ws.gu.data(), 2 * c.d_ff};
       }
+      return {nullptr, 0};
+    }
 
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const std::int64_t group = cfg_.n_heads / cfg_.n_kv_heads;
-    const std::int64_t n_seq_chunk = s1 - s0;
+    std::int64_t n_layers() const { return bb.cfg_.n_layers; }
+    const Layer& layer(std::int64_t l) const { return bb.layers_[static_cast<std::size_t>(l)]; }
+    const std::vector<float>& out_norm() const { return bb.out_norm_; }
 
-    // Last layer, last-token capture: every token's k and v are still needed, but only each
-    // sequence's last query. Attention then runs for that query alone and writes compact rows
-    // 0..n_seq-1, the residual rows are compacted likewise, and the o-projection, MLP and
-    // final norm run on n_seq rows instead of T (saves ~1/n_layers of the work).
-    const bool last_only = spec.layers == CaptureLayers::last && spec.tokens == CaptureTokens::last;
+    /// Embedding lookup (stored embeddings decoded exactly as the F32 path decodes them at
+    /// load) and each token's position in its sequence.
+    void embed(Act dst) {
+      const std::int64_t d = bb.cfg_.d_model;
+      float* x = view(dst).first;
+      for (std::int64_t s = s0; s < s1; ++s)
+        for (std::int64_t i = 0; i < seqs[s].length; ++i) {
+          const std::int64_t r = row0[s - s0] + i;
+          ws.pos[r] = static_cast<std::int32_t>(i);
+          const std::int64_t id = batch.ids[seqs[s].begin + i];
+          if (bb.tok_embd_stored_.empty()) {
+            std::memcpy(x + r * d, bb.tok_embd_.data() + id * d, sizeof(float) * d);
+          } else {
+            const BlockRows& e = bb.tok_embd_stored_;
+            io::quant::dequantize_row(e.dtype, e.bytes.data() + id * e.row_bytes(), d, x + r * d);
+          }
+        }
+    }
 
-    for (std::int64_t l = 0; l < n_layers; ++l) {
-      const Layer& L = layers_[l];
-      const bool compact = last_only && l + 1 == n_layers;
-      // --- attention block
-      rms_norm_rows(K, ws.x, ws.h, L.attn_norm, T);
-      gemm(ws.h.data(), d, L.wqkv, ws.qkv.data(), w3, false);
-      // Bias and rotary embedding in one pass (q and k heads share the table).
-      parallel_for(T, static_cast<double>(w3 + 3 * (dq + dkv)), [&](std::int64_t t) {
-        K.bias_rope_row(ws.qkv.data() + t * w3, L.bqkv.empty() ? nullptr : L.bqkv.data(), w3,
-                        ws.rope_cos.data() + ws.pos[t] * half,
-                        ws.rope_sin.data() + ws.pos[t] * half, cfg_.n_heads + cfg_.n_kv_heads, hd);
+    /// dst row = src row / rms(src row) * weight (sum of squares in double, as ggml does).
+    void rms_norm(Act src, const std::vector<float>& w, Act dst) {
+      const std::int64_t d = bb.cfg_.d_model;
+      const float eps = bb.cfg_.rms_eps;
+      const float* a = view(src).first;
+      float* y = view(dst).first;
+      const cpu::Ops& K = *ws.ops;
+      bb.parallel_for(T, 3.0 * static_cast<double>(d), [&](std::int64_t t) {
+        K.rms_norm_row(a + t * d, w.data(), y + t * d, d, eps);
       });
-      lap(t_other);
-      // Attention per (sequence, head): K is transposed once into per-thread scratch so that
-      // both products (q.K^T and p.V) are unit-stride axpy loops the compiler vectorizes.
-      parallel_for(
-          n_seq_chunk * cfg_.n_heads,
+    }
+
+    void linear(Act src, const detail::LinearWeight& w, Act dst, bool accumulate) {
+      lap(&ForwardStats::other_seconds);
+      const auto [a, lda] = view(src);
+      const auto [c, ldc] = view(dst);
+      detail::linear_nt(a, lda, T, w, c, ldc, accumulate, bb.threads_, ws.gemm);
+      if (stats) stats->gemm_flops += 2.0 * static_cast<double>(T) * w.n() * w.k();
+      lap(&ForwardStats::gemm_seconds);
+    }
+
+    /// Bias and rotary embedding in one pass (q and k heads share the table).
+    void bias_rope(Act a, const Layer& L) {
+      const ModelConfig& c = bb.cfg_;
+      const std::int64_t half = c.head_dim / 2;
+      const auto [qkv, w3] = view(a);
+      const cpu::Ops& K = *ws.ops;
+      bb.parallel_for(T, static_cast<double>(w3 + 3 * (c.q_dim() + c.kv_dim())),
+                      [&](std::int64_t t) {
+                        K.bias_rope_row(qkv + t * w3, L.bqkv.empty() ? nullptr : L.bqkv.data(), w3,
+                                        ws.rope_cos.data() + ws.pos[t] * half,
+                                        ws.rope_sin.data() + ws.pos[t] * half,
+                                        c.n_heads + c.n_kv_heads, c.head_dim);
+                      });
+      lap(&ForwardStats::other_seconds);
+    }
+
+    /// Attention per (sequence, head): K is transposed once into per-thread scratch so that
+    /// both products (q.K^T and p.V) are unit-stride axpy loops the compiler vectorizes.
+    /// Last layer of a last-token capture: every token's k and v are still needed, but only
+    /// each sequence's last query. Attention then runs for that query alone and writes compact
+    /// rows 0..n_seq-1, the residual rows are compacted likewise, and the o-projection, MLP and
+    /// final norm run on n_seq rows instead of T (saves ~1/n_layers of the work).
+    void attention(Act src, Act dst, bool last_layer) {
+      const ModelConfig& c = bb.cfg_;
+      const std::int64_t dq = c.q_dim(), dkv = c.kv_dim(), hd = c.head_dim;
+      const std::int64_t group = c.n_heads / c.n_kv_heads, n_seq_chunk = s1 - s0;
+      const bool compact = last_only && last_layer;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      const auto [qkv, w3] = view(src);
+      float* attn = view(dst).first;
+      const cpu::Ops& K = *ws.ops;
+      bb.parallel_for(
+          n_seq_chunk * c.n_heads,
           4.0 * static_cast<double>(hd) * static_cast<double>(T) * static_cast<double>(T) /
               static_cast<double>(n_seq_chunk),
           [&](std::int64_t job) {
-            const std::int64_t sl = job / cfg_.n_heads, h = job % cfg_.n_heads, g = h / group;
+            const std::int64_t sl = job / c.n_heads, h = job % c.n_heads, g = h / group;
             const std::int64_t n = seqs[s0 + sl].length, r0 = row0[sl];
-            const float* base = ws.qkv.data() + r0 * w3;
+            const float* base = qkv + r0 * w3;
             float* kt = ws.kt[thread_id()].data();        // [hd, n]
             float* srow = ws.scores[thread_id()].data();  // [n]
             for (std::int64_t j = 0; j < n; ++j) {
               const float* kj = base + j * w3 + dq + g * hd;
-              for (std::int64_t c = 0; c < hd; ++c) kt[c * n + j] = kj[c];
+              for (std::int64_t col = 0; col < hd; ++col) kt[col * n + j] = kj[col];
             }
             for (std::int64_t i = compact ? n - 1 : 0; i < n; ++i)
               K.attention_row(base + i * w3 + h * hd, kt, n, base + dq + dkv + g * hd, w3,
                               causal ? i + 1 : n, hd, scale, srow,
-                              ws.attn.data() + (compact ? sl : r0 + i) * dq + h * hd);
+                              attn + (compact ? sl : r0 + i) * dq + h * hd);
           },
           true);
-      lap(t_attn);
+      lap(&ForwardStats::attention_seconds);
       if (compact) {
         // Row of sequence sl's last token -> row sl; sources never precede their targets.
+        const std::int64_t d = c.d_model;
+        float* x = view(Act::x).first;
         for (std::int64_t sl = 0; sl < n_seq_chunk; ++sl)
           if (row0[sl + 1] - 1 != sl)
-            std::memcpy(ws.x.data() + sl * d, ws.x.data() + (row0[sl + 1] - 1) * d,
-                        sizeof(float) * d);
+            std::memcpy(x + sl * d, x + (row0[sl + 1] - 1) * d, sizeof(float) * d);
         T = n_seq_chunk;
       }
-      gemm(ws.attn.data(), dq, L.wo, ws.x.data(), d, true);
-      // --- SwiGLU MLP
-      rms_norm_rows(K, ws.x, ws.h, L.ffn_norm, T);
-      gemm(ws.h.data(), d, L.wgu, ws.gu.data(), 2 * ff, false);
-      parallel_for(T, 20.0 * static_cast<double>(ff), [&](std::int64_t t) {
-        float* g = ws.gu.data() + t * 2 * ff;
-        const float* u = g + ff;
-        K.silu_mul(g, u, ff);
-      });
-      gemm(ws.gu.data(), 2 * ff, L.wdown, ws.x.data(), d, true);
+    }
 
-      if (spec.layers == CaptureLayers::all && l + 1 < n_layers)
-        capture(ws.x, batch, seqs, s0, s1, row0, l, spec, out);
+    /// SiLU(gate) * up, written over the gate half of each row.
+    void swiglu(Act gate_up, Act /*act: the same storage*/) {
+      const std::int64_t ff = bb.cfg_.d_ff;
+      float* gu = view(gate_up).first;
+      const cpu::Ops& K = *ws.ops;
+      bb.parallel_for(T, 20.0 * static_cast<double>(ff), [&](std::int64_t t) {
+        float* g = gu + t * 2 * ff;
+        K.silu_mul(g, g + ff, ff);
+      });
     }
-    rms_norm_rows(K, ws.x, ws.h, out_norm_, T);
-    if (last_only) {
-      for (std::int64_t s = s0; s < s1; ++s)
-        std::memcpy(out.states.data() + s * cfg_.d_model, ws.h.data() + (s - s0) * cfg_.d_model,
-                    sizeof(float) * cfg_.d_model);
-    } else {
-      capture(ws.h, batch, seqs, s0, s1, row0, out.n_layers - 1, spec, out);
+
+    /// State after layer l into `out` when the spec asks for it (l == n_layers: the final
+    /// normalized state).
+    void capture(Act a, std::int64_t l) {
+      const std::int64_t d = bb.cfg_.d_model, L = bb.cfg_.n_layers;
+      const float* src = view(a).first;
+      if (l < L) {
+        if (spec.layers == CaptureLayers::all)
+          bb.capture(src, batch, seqs, s0, s1, row0, l - 1, spec, out);
+        return;
+      }
+      if (last_only) {  // compact rows 0..n_seq-1 (see attention())
+        for (std::int64_t s = s0; s < s1; ++s)
+          std::memcpy(out.states.data() + s * d, src + (s - s0) * d, sizeof(float) * d);
+      } else {
+        bb.capture(src, batch, seqs, s0, s1, row0, out.n_layers - 1, spec, out);
+      }
+      lap(&ForwardStats::other_seconds);
     }
-    lap(t_other);
+  };
+
+  void run_chunk(const TokenBatch& batch, const std::vector<Seq>& seqs, std::int64_t s0,
+                 std::int64_t s1, CaptureSpec spec, bool causal, Workspace& ws, Captured& out,
+                 ForwardStats* stats) const {
+    ChunkExec ex(*this, batch, seqs, s0, s1, spec, causal, ws, out, stats);
+    run_decoder(ex);
   }
 
   /// Copies (or averages) the rows `spec` asks for from a chunk's states into `out`.
-  void capture(const Matrix& src, const TokenBatch& batch, const std::vector<Seq>& seqs,
+  void capture(const float* src, const TokenBatch& batch, const std::vector<Seq>& seqs,
                std::int64_t s0, std::int64_t s1, const std::vector<std::int64_t>& row0,
                std::int64_t layer, CaptureSpec spec, Captured& out) const {
     const std::int64_t d = cfg_.d_model, nl = out.n_layers;
@@ -593,19 +670,19 @@ class Backbone {
       const std::int64_t r0 = row0[s - s0], n = seqs[s].length;
       switch (spec.tokens) {
         case CaptureTokens::last:
-          std::memcpy(out.states.data() + (s * nl + layer) * d, src.data() + (r0 + n - 1) * d,
+          std::memcpy(out.states.data() + (s * nl + layer) * d, src + (r0 + n - 1) * d,
                       sizeof(float) * d);
           break;
         case CaptureTokens::all:
           for (std::int64_t i = 0; i < n; ++i)
             std::memcpy(out.states.data() + ((out.offsets[s] + i) * nl + layer) * d,
-                        src.data() + (r0 + i) * d, sizeof(float) * d);
+                        src + (r0 + i) * d, sizeof(float) * d);
           break;
         case CaptureTokens::mean: {
           const std::int64_t from = batch.pool_start(static_cast<std::size_t>(s));
           std::vector<double> acc(d, 0.0);
           for (std::int64_t i = from; i < n; ++i) {
-            const float* x = src.data() + (r0 + i) * d;
+            const float* x = src + (r0 + i) * d;
             for (std::int64_t j = 0; j < d; ++j) acc[j] += x[j];
           }
           float* o = out.states.data() + (s * nl + layer) * d;

@@ -24,6 +24,7 @@
 
 #include "lmembed/attention/attention.hpp"
 #include "lmembed/backbone/backbone.hpp"
+#include "lmembed/backbone/decoder.hpp"
 #include "lmembed/core/batch.hpp"
 #include "lmembed/cuda/attention.cuh"
 #include "lmembed/cuda/gemm.cuh"
@@ -296,45 +297,88 @@ class DeviceBackbone {
     }
   }
 
-  /// The layer loop over a prepared workspace.
+  /// The CUDA executor of run_decoder() (backbone/decoder.hpp): every activation is a region of
+  /// the workspace planned by plan_backbone_workspace(), every op one kernel launch or cuBLAS
+  /// call queued on the backbone's stream.
+  struct Exec {
+    DeviceBackbone& bb;
+    const BackboneWorkspace& ws;
+    const CapturePlan& cap;
+    bool causal;
+    std::byte* base;
+    std::int64_t T;
+
+    float* buf(std::size_t off) const { return reinterpret_cast<float*>(base + off); }
+    template <class U>
+    const U* at(std::size_t off) const {
+      return reinterpret_cast<const U*>(base + off);
+    }
+    float* view(Act a) const {
+      switch (a) {
+        case Act::x:
+          return buf(ws.x);
+        case Act::h:
+          return buf(ws.h);
+        case Act::qkv:
+          return buf(ws.qkv);
+        case Act::attn:
+          return buf(ws.attn);
+        case Act::gate_up:
+          return buf(ws.gate_up);
+        case Act::act:
+          return buf(ws.act);
+      }
+      return nullptr;
+    }
+    cudaStream_t stream() const { return bb.stream_.get(); }
+    auto* staging() const { return reinterpret_cast<__nv_bfloat16*>(base + ws.staging); }
+
+    std::int64_t n_layers() const { return bb.spec_.n_layers; }
+    const Layer& layer(std::int64_t l) const { return bb.layers_[static_cast<std::size_t>(l)]; }
+    const DeviceBuffer<float>& out_norm() const { return bb.out_norm_; }
+
+    void embed(Act dst) {
+      const auto* ids = at<std::int32_t>(ws.ids);
+      if (bb.opt_.precision == WeightPrecision::bf16)
+        launch_embed(ids, bb.tok_embd_.bf16.data(), view(dst), T, bb.spec_.d_model, stream());
+      else
+        launch_embed(ids, bb.tok_embd_.f32.data(), view(dst), T, bb.spec_.d_model, stream());
+    }
+    void rms_norm(Act src, const DeviceBuffer<float>& w, Act dst) {
+      launch_rmsnorm(view(src), w.data(), view(dst), T, bb.spec_.d_model, bb.spec_.rms_eps,
+                     stream());
+    }
+    void linear(Act src, const DeviceMatrix& W, Act dst, bool accumulate) {
+      bb.project(view(src), W, view(dst), T, accumulate ? 1.0f : 0.0f, staging());
+    }
+    void bias_rope(Act a, const Layer& L) {
+      launch_qkv_bias_rope(view(a), bb.spec_.qkv_bias ? L.bqkv.data() : nullptr,
+                           at<std::int32_t>(ws.positions), buf(ws.rope), T, bb.spec_, stream());
+    }
+    void attention(Act src, Act dst, bool /*last layer: every row is kept*/) {
+      const ModelSpec& m = bb.spec_;
+      float* qkv = view(src);
+      const QkvView v{qkv, qkv + m.n_heads * m.head_dim,
+                      qkv + (m.n_heads + m.n_kv_heads) * m.head_dim, m.qkv_dim()};
+      launch_attention(v, view(dst), at<AttentionTile>(ws.tiles), ws.n_tiles,
+                       at<std::int64_t>(ws.offsets), m, causal, stream());
+    }
+    void swiglu(Act gate_up, Act act) {
+      launch_swiglu(view(gate_up), view(act), T, bb.spec_.d_ff, stream());
+    }
+    void capture(Act a, std::int64_t l) {
+      const std::int64_t slot = cap.slot(l, bb.spec_.n_layers);
+      if (slot < 0) return;
+      launch_capture(view(a), buf(ws.captured), at<std::int64_t>(ws.offsets),
+                     at<std::int32_t>(ws.pool_from), bb.spec_.d_model, cap, slot, stream());
+    }
+  };
+
+  /// The decoder over a prepared workspace.
   void run(std::int64_t T, const BackboneWorkspace& ws, const CapturePlan& cap, bool causal,
            std::byte* base) {
-    const cudaStream_t s = stream_.get();
-    auto f = [&](std::size_t off) { return reinterpret_cast<float*>(base + off); };
-    float *x = f(ws.x), *h = f(ws.h), *qkv = f(ws.qkv), *attn = f(ws.attn), *gu = f(ws.gate_up),
-          *act = f(ws.act), *captured = f(ws.captured);
-    auto* staging = reinterpret_cast<__nv_bfloat16*>(base + ws.staging);
-    const auto* ids = reinterpret_cast<const std::int32_t*>(base + ws.ids);
-    const auto* positions = reinterpret_cast<const std::int32_t*>(base + ws.positions);
-    const auto* offsets = reinterpret_cast<const std::int64_t*>(base + ws.offsets);
-    const auto* pool_from = reinterpret_cast<const std::int32_t*>(base + ws.pool_from);
-    const auto* tiles = reinterpret_cast<const AttentionTile*>(base + ws.tiles);
-    const float* rope = f(ws.rope);
-    const std::int64_t d = spec_.d_model, L = spec_.n_layers;
-
-    if (opt_.precision == WeightPrecision::bf16)
-      launch_embed(ids, tok_embd_.bf16.data(), x, T, d, s);
-    else
-      launch_embed(ids, tok_embd_.f32.data(), x, T, d, s);
-    const QkvView view{qkv, qkv + spec_.n_heads * spec_.head_dim,
-                       qkv + (spec_.n_heads + spec_.n_kv_heads) * spec_.head_dim, spec_.qkv_dim()};
-    for (std::int64_t l = 0; l < L; ++l) {
-      Layer& Lw = layers_[static_cast<std::size_t>(l)];
-      launch_rmsnorm(x, Lw.attn_norm.data(), h, T, d, spec_.rms_eps, s);
-      project(h, Lw.wqkv, qkv, T, 0.0f, staging);
-      launch_qkv_bias_rope(qkv, spec_.qkv_bias ? Lw.bqkv.data() : nullptr, positions, rope, T,
-                           spec_, s);
-      launch_attention(view, attn, tiles, ws.n_tiles, offsets, spec_, causal, s);
-      project(attn, Lw.wo, x, T, 1.0f, staging);
-      launch_rmsnorm(x, Lw.ffn_norm.data(), h, T, d, spec_.rms_eps, s);
-      project(h, Lw.wgu, gu, T, 0.0f, staging);
-      launch_swiglu(gu, act, T, spec_.d_ff, s);
-      project(act, Lw.wdown, x, T, 1.0f, staging);
-      const std::int64_t slot = cap.slot(l + 1, L);
-      if (slot >= 0 && l + 1 < L) launch_capture(x, captured, offsets, pool_from, d, cap, slot, s);
-    }
-    launch_rmsnorm(x, out_norm_.data(), h, T, d, spec_.rms_eps, s);
-    launch_capture(h, captured, offsets, pool_from, d, cap, cap.slot(L, L), s);
+    Exec ex{*this, ws, cap, causal, base, T};
+    run_decoder(ex);
   }
 
   ModelConfig cfg_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lmembed/backbone/config.hpp"
+#include "lmembed/backbone/decoder.hpp"
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/cuda/math.cuh"
@@ -131,14 +132,125 @@ inline void capture(const Matrix& x, const TokenBatch& batch, const CapturePlan&
   }
 }
 
+/// The host executor of run_decoder() (backbone/decoder.hpp) that mirrors the device's: Eigen
+/// products on the fused weights and the per-element functions above.
+struct Exec {
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm, bias;
+    Matrix wqkv, wo, wgu, wdown;
+  };
+  const ModelSpec& m;
+  const ModelWeights& w;
+  const TokenBatch& batch;
+  const CapturePlan& cap;
+  bool causal;
+  const std::vector<float>& rope;
+  const std::vector<std::int32_t>& pos;
+  Captured& out;
+  std::vector<Layer> layers;
+  std::vector<float> final_norm;
+  Matrix x, h, qkv, attn, gu, act;
+
+  Matrix& view(Act a) {
+    switch (a) {
+      case Act::x:
+        return x;
+      case Act::h:
+        return h;
+      case Act::qkv:
+        return qkv;
+      case Act::attn:
+        return attn;
+      case Act::gate_up:
+        return gu;
+      case Act::act:
+        return act;
+    }
+    return x;
+  }
+  static std::vector<float> row(const Matrix& v) { return {v.data(), v.data() + v.size()}; }
+  static Matrix stack(std::initializer_list<const Matrix*> parts) {
+    Eigen::Index rows = 0;
+    for (const Matrix* p : parts) rows += p->rows();
+    Matrix s(rows, (*parts.begin())->cols());
+    Eigen::Index at = 0;
+    for (const Matrix* p : parts) {
+      s.middleRows(at, p->rows()) = *p;
+      at += p->rows();
+    }
+    return s;
+  }
+
+  std::int64_t n_layers() const { return m.n_layers; }
+  const Layer& layer(std::int64_t l) {
+    // Fused [wq | wk | wv] and [w_gate | w_up] as the device uploads them, built on first use.
+    while (static_cast<std::int64_t>(layers.size()) <= l) {
+      const LayerWeights& L = w.layers[layers.size()];
+      Layer f;
+      f.attn_norm = row(L.attn_norm);
+      f.ffn_norm = row(L.ffn_norm);
+      if (m.qkv_bias)
+        for (const Matrix* b : {&L.bq, &L.bk, &L.bv})
+          f.bias.insert(f.bias.end(), b->data(), b->data() + b->size());
+      f.wqkv = stack({&L.wq, &L.wk, &L.wv});
+      f.wo = L.wo;
+      f.wgu = stack({&L.w_gate, &L.w_up});
+      f.wdown = L.w_down;
+      layers.push_back(std::move(f));
+    }
+    return layers[static_cast<std::size_t>(l)];
+  }
+  const std::vector<float>& out_norm() {
+    if (final_norm.empty()) final_norm = row(w.out_norm);
+    return final_norm;
+  }
+
+  void embed(Act dst) {
+    Matrix& e = view(dst);
+    e.resize(batch.n_tokens(), m.d_model);
+    for (std::int64_t t = 0; t < batch.n_tokens(); ++t) e.row(t) = w.tok_embd.row(batch.ids[t]);
+  }
+  void rms_norm(Act src, const std::vector<float>& weight, Act dst) {
+    rmsnorm(view(src), weight.data(), m.rms_eps, view(dst));
+  }
+  void linear(Act src, const Matrix& W, Act dst, bool accumulate) {
+    Matrix& y = view(dst);
+    if (accumulate)
+      y.noalias() += view(src) * W.transpose();
+    else
+      y.noalias() = view(src) * W.transpose();
+  }
+  void bias_rope(Act a, const Layer& L) {
+    Matrix& q = view(a);
+    for (Eigen::Index t = 0; t < q.rows(); ++t)
+      qkv_bias_rope(m, q.row(t).data(), L.bias.empty() ? nullptr : L.bias.data(),
+                    rope.data() + static_cast<std::int64_t>(pos[t]) * m.head_dim);
+  }
+  void attention(Act src, Act dst, bool /*last layer: every row is kept*/) {
+    Matrix& o = view(dst);
+    o.resize(view(src).rows(), m.n_heads * m.head_dim);
+    reference::attention(m, view(src).data(), batch.offsets, causal, o.data());
+  }
+  void swiglu(Act gate_up, Act dst) {
+    const Matrix& g = view(gate_up);
+    Matrix& a = view(dst);
+    const std::int64_t ff = m.d_ff;
+    a.resize(g.rows(), ff);
+    for (Eigen::Index t = 0; t < g.rows(); ++t)
+      for (std::int64_t j = 0; j < ff; ++j) a(t, j) = silu(g(t, j)) * g(t, ff + j);
+  }
+  void capture(Act a, std::int64_t l) {
+    const std::int64_t slot = cap.slot(l, m.n_layers);
+    if (slot >= 0) reference::capture(view(a), batch, cap, slot, out.states);
+  }
+};
+
 /// The device backbone's forward, on the CPU (weights as the loaders give them).
 inline Captured forward(const ModelConfig& cfg, const ModelWeights& w, const TokenBatch& batch,
                         bool causal, CaptureSpec spec) {
   const ModelSpec m = to_spec(cfg);
   m.check();
   const CapturePlan cap = plan_capture(batch, spec, m);
-  const std::int64_t T = batch.n_tokens(), d = m.d_model, ff = m.d_ff;
-  const std::int64_t dq = m.n_heads * m.head_dim, dkv = m.n_kv_heads * m.head_dim;
   std::int64_t max_len = 0;
   for (std::size_t s = 0; s < batch.size(); ++s) max_len = std::max(max_len, batch.length(s));
   const std::vector<float> rope = rope_table(m.rope_theta, m.head_dim, max_len);
@@ -148,42 +260,12 @@ inline Captured forward(const ModelConfig& cfg, const ModelWeights& w, const Tok
   out.spec = spec;
   out.n_seq = static_cast<std::int64_t>(batch.size());
   out.n_layers = cap.n_layers_out;
-  out.d = d;
+  out.d = m.d_model;
   out.offsets = batch.offsets;
   out.pool_from = batch.pool_from;
-  out.states.setZero(cap.rows(), d);
-
-  Matrix x(T, d), h, qkv(T, m.qkv_dim()), attn(T, dq);
-  for (std::int64_t t = 0; t < T; ++t) x.row(t) = w.tok_embd.row(batch.ids[t]);
-  for (std::int64_t l = 0; l < m.n_layers; ++l) {
-    const LayerWeights& L = w.layers[static_cast<std::size_t>(l)];
-    rmsnorm(x, L.attn_norm.data(), m.rms_eps, h);
-    qkv.leftCols(dq).noalias() = h * L.wq.transpose();
-    qkv.middleCols(dq, dkv).noalias() = h * L.wk.transpose();
-    qkv.rightCols(dkv).noalias() = h * L.wv.transpose();
-    std::vector<float> bias;
-    if (m.qkv_bias) {
-      bias.resize(static_cast<std::size_t>(m.qkv_dim()));
-      std::copy_n(L.bq.data(), dq, bias.begin());
-      std::copy_n(L.bk.data(), dkv, bias.begin() + dq);
-      std::copy_n(L.bv.data(), dkv, bias.begin() + dq + dkv);
-    }
-    for (std::int64_t t = 0; t < T; ++t)
-      qkv_bias_rope(m, qkv.row(t).data(), bias.empty() ? nullptr : bias.data(),
-                    rope.data() + static_cast<std::int64_t>(pos[t]) * m.head_dim);
-    attention(m, qkv.data(), batch.offsets, causal, attn.data());
-    x.noalias() += attn * L.wo.transpose();
-    rmsnorm(x, L.ffn_norm.data(), m.rms_eps, h);
-    const Matrix g = h * L.w_gate.transpose(), u = h * L.w_up.transpose();
-    Matrix a(T, ff);
-    for (std::int64_t t = 0; t < T; ++t)
-      for (std::int64_t j = 0; j < ff; ++j) a(t, j) = silu(g(t, j)) * u(t, j);
-    x.noalias() += a * L.w_down.transpose();
-    const std::int64_t slot = cap.slot(l + 1, m.n_layers);
-    if (slot >= 0 && l + 1 < m.n_layers) capture(x, batch, cap, slot, out.states);
-  }
-  rmsnorm(x, w.out_norm.data(), m.rms_eps, h);
-  capture(h, batch, cap, cap.slot(m.n_layers, m.n_layers), out.states);
+  out.states.setZero(cap.rows(), m.d_model);
+  Exec ex{m, w, batch, cap, causal, rope, pos, out, {}, {}, {}, {}, {}, {}, {}, {}};
+  run_decoder(ex);
   return out;
 }
 

@@ -19,6 +19,10 @@ template <class T>
 class LatentHead;
 template <class T>
 class MultiLayerHead;
+template <class T>
+MatrixX<T> eos_forward(const CapturedT<T>& in);
+template <class T>
+MatrixX<T> mean_forward(const CapturedT<T>& in);
 
 /// What the multi_layer head attends over (its keys and values), one per policy tag.
 enum class MultiLayerInput : std::uint8_t {
@@ -33,6 +37,11 @@ struct eos {
   static constexpr const char* name = "eos";
   static constexpr CaptureSpec capture{CaptureLayers::last, CaptureTokens::last};
   static constexpr bool trainable = false;
+  /// [n_seq, d]: the captured row of each text (pooling/simple.hpp).
+  template <class T>
+  static MatrixX<T> forward(const CapturedT<T>& in) {
+    return eos_forward(in);
+  }
 };
 
 /// Mean of the last layer over tokens [pool_from, end) of each text.
@@ -40,6 +49,11 @@ struct mean {
   static constexpr const char* name = "mean";
   static constexpr CaptureSpec capture{CaptureLayers::last, CaptureTokens::mean};
   static constexpr bool trainable = false;
+  /// [n_seq, d]: the captured per-text means (pooling/simple.hpp).
+  template <class T>
+  static MatrixX<T> forward(const CapturedT<T>& in) {
+    return mean_forward(in);
+  }
 };
 
 /// NV-Embed's latent attention (arXiv 2405.17428) over the last layer's tokens.
@@ -94,13 +108,19 @@ struct multi_layer_eos {
   using head = MultiLayerHead<T>;
 };
 
-/// A pooling policy: a name, a CaptureSpec and whether it is trainable.
+/// A pooling policy: a name, a CaptureSpec and whether it is trainable. A parameter-free
+/// policy also pools: `static MatrixX<T> forward(const CapturedT<T>&)` ([n_seq, d], not
+/// normalized); a trainable one names its head (TrainablePolicy). docs/architecture.md walks
+/// through adding one.
 template <class P>
 concept Policy = requires {
   { P::name } -> std::convertible_to<const char*>;
   { P::capture } -> std::convertible_to<CaptureSpec>;
   { P::trainable } -> std::convertible_to<bool>;
-};
+}
+&&(P::trainable || requires(const Captured& c) {
+  { P::forward(c) } -> std::convertible_to<Matrix>;
+});
 
 /// A trainable pooling policy: also names its head class template.
 template <class P>
