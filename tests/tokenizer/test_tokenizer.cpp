@@ -376,6 +376,29 @@ TEST(TokenizerLoad, Errors) {
   EXPECT_THROW(lmembed::detail::PreTokenizer::named("no-such-pre"), lmembed::config_error);
 }
 
+TEST(TokenizerLoad, SparseVocabularyIdsAreRefusedNotAllocated) {
+  // fuzz_tokenizer_json's finding (corpus/tokenizer_json/regression-sparse-vocab-ids): one id
+  // of 3e8 asked for 3e8 empty token slots (~10 GB) and ran out of memory.
+  const fs::path dir = fs::temp_directory_path() / "lmembed_test_sparse_vocab";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& vocab) {
+    std::ofstream(dir / "tokenizer.json")
+        << R"({"model": {"type": "BPE", "vocab": {)" << vocab << R"(}, "merges": []}})";
+  };
+  write(R"("a": 0, "b": 300000000)");
+  try {
+    (void)Tokenizer::from_hf(dir / "tokenizer.json");
+    ADD_FAILURE() << "a vocabulary with id 300000000 for 2 tokens was accepted";
+  } catch (const lmembed::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("leaves most of the id space empty"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json"), std::string::npos) << e.what();
+  }
+  write(R"("a": 0, "b": 900)");  // a few reserved holes are fine
+  EXPECT_EQ(Tokenizer::from_hf(dir / "tokenizer.json").vocab_size(), 901u);
+  fs::remove_all(dir);
+}
+
 TEST(PreTokenizer, LlamaBpeKnownSplits) {
   const auto pre = lmembed::detail::PreTokenizer::named("llama-bpe");
   using W = std::vector<std::string>;

@@ -71,6 +71,14 @@ inline Tokenizer Tokenizer::from_hf(const std::filesystem::path& tokenizer_json)
       added.push_back(std::move(x));
     }
   if (max_id < 0) throw config_error(src + ": empty vocabulary");
+  // Ids index a dense table: a vocabulary whose ids leave most of [0, max_id] empty (a hostile
+  // "tok": 3e8 would ask for gigabytes of empty slots) is refused, not allocated. Real ones are
+  // dense up to a few reserved holes.
+  const std::int64_t n_tokens = static_cast<std::int64_t>(entries.size() + added.size());
+  if (max_id >= 2 * n_tokens + 1024)
+    throw config_error(src + ": token id " + std::to_string(max_id) + " leaves most of the id " +
+                       "space empty (" + std::to_string(n_tokens) + " tokens): not a " +
+                       "vocabulary lmembed can hold");
   const std::size_t n = static_cast<std::size_t>(max_id) + 1;
   t.tokens_.assign(n, std::string());
   t.attrs_.assign(n, detail::kAttrUnused);
