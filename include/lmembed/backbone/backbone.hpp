@@ -467,7 +467,6 @@ class Backbone {
     // Phase timing for benchmarks: lap(bucket) charges the time since the previous lap.
     using Clock = std::chrono::steady_clock;
     Clock::time_point last{};
-    double unused = 0;
 
     ChunkExec(const Backbone& b, const TokenBatch& tb, const std::vector<Seq>& sq, std::int64_t a,
               std::int64_t z, CaptureSpec sp, bool c, Workspace& w, Captured& o, ForwardStats* st)
