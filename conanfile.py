@@ -38,6 +38,7 @@ class LmembedConan(ConanFile):
 
     def requirements(self):
         self.requires("eigen/3.4.0", transitive_headers=True)
+        self.requires("nlohmann_json/3.11.2", transitive_headers=True)
         if self.options.with_xtensor:
             self.requires("xtensor/0.24.7", transitive_headers=True)
 
@@ -77,7 +78,7 @@ class LmembedConan(ConanFile):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
         self.cpp_info.components["core"].set_property("cmake_target_name", "lmembed::lmembed")
-        self.cpp_info.components["core"].requires = ["eigen::eigen"]
+        self.cpp_info.components["core"].requires = ["eigen::eigen", "nlohmann_json::nlohmann_json"]
         self.cpp_info.components["core"].bindirs = []
         self.cpp_info.components["core"].libdirs = []
         if self.settings.os in ("Linux", "FreeBSD"):

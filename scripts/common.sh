@@ -25,7 +25,7 @@ ensure_packages() {
   fi
 }
 
-BUILD_PACKAGES=(cmake make g++ libeigen3-dev xtensor-dev libgtest-dev libgmock-dev
+BUILD_PACKAGES=(cmake make g++ libeigen3-dev nlohmann-json3-dev libcli11-dev xtensor-dev libgtest-dev libgmock-dev
                 libbenchmark-dev clang libclang-rt-14-dev)
 REFERENCE_PACKAGES=(python3 python3-numpy python3-torch python3-scipy python3-sklearn python3-regex
                     libopenblas0-pthread openmpi-bin libopenmpi-dev chromium)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Conan 2 for real, offline: `conan create .` builds the lmembed package and runs test_package/
-# against local recipes for what Conan Center would provide (ports/conan/: eigen/3.4.0 wrapping
-# Debian's libeigen3-dev headers). Conan comes from PyPI (scripts/requirements/conan.txt) into a
+# against local recipes for what Conan Center would provide (ports/conan/: eigen/3.4.0 and nlohmann_json/3.11.2
+# wrapping Debian's libeigen3-dev and nlohmann-json3-dev headers). Conan comes from PyPI (scripts/requirements/conan.txt) into a
 # cached venv; its home is a scratch folder (CONAN_HOME), with every remote removed, so nothing
 # is downloaded. Exit 77 (skip) when Conan cannot be installed (no PyPI).
 #   scripts/conan_check.sh [--log FILE] [--head]   (about 1.5 min on 2 cores: mostly the
@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$LOGFILE" ] && LOGFILE=$(realpath -m "$LOGFILE")
-ensure_packages cmake make g++ libeigen3-dev
+ensure_packages cmake make g++ libeigen3-dev nlohmann-json3-dev
 PY=$(ensure_venv conan scripts/requirements/conan.txt) || { log "SKIP: conan could not be installed"; exit 77; }
 # (python -m, not bin/conan: ensure_venv builds the venv under another name, so the entry
 # scripts' #! lines name a folder that no longer exists.)
@@ -51,6 +51,7 @@ for r in $(conan remote list --format json | "$PY" -c 'import json,sys; print(" 
 done
 run conan remote list
 run conan export ports/conan/eigen
+run conan export ports/conan/nlohmann_json
 # -s compiler.cppstd=20: lmembed's validate() requires C++20.
 run conan create . --build=missing -s compiler.cppstd=20 -s build_type=Release
 run conan list "lmembed/*:*"

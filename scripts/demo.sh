@@ -42,7 +42,7 @@ stage_times=()
 stamp() { stage_times+=("$(printf '%-26s %5d s' "$1" $(( $(date +%s) - $2 )))"); }
 
 t=$(date +%s)
-ensure_packages cmake make g++ libeigen3-dev
+ensure_packages cmake make g++ libeigen3-dev nlohmann-json3-dev
 stamp "set-up (packages)" "$t"
 
 t=$(date +%s)

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/io/npy.hpp"
 #include "lmembed/io/safetensors.hpp"
@@ -87,14 +87,15 @@ BENCHMARK(BM_NpyWriteRead)->Unit(benchmark::kMillisecond);
 
 // JSON: a tokenizer.json-like object (50k-entry vocab) parsed and dumped.
 void BM_JsonParse(benchmark::State& st) {
-  json::Value vocab = json::Value::object();
-  for (int i = 0; i < 50000; ++i) vocab["tok_" + std::to_string(i) + "_\xC4\xA0x"] = i;
-  json::Value root = json::Value::object();
+  ordered_json vocab = ordered_json::object();
+  for (int i = 0; i < 50000; ++i) json::append(vocab, "tok_" + std::to_string(i) + "_\xC4\xA0x", i);
+  ordered_json root = ordered_json::object();
   root["model"]["vocab"] = std::move(vocab);
   const std::string text = json::dump(root);
   for (auto _ : st) {
     auto v = json::parse(text);
-    benchmark::DoNotOptimize(v.at("model").at("vocab").find("tok_49999_\xC4\xA0x"));
+    benchmark::DoNotOptimize(
+        json::find(json::at(json::at(v, "model"), "vocab"), "tok_49999_\xC4\xA0x"));
   }
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
                        static_cast<std::int64_t>(text.size()));

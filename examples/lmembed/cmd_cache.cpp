@@ -3,10 +3,10 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <span>
+#include <optional>
 #include <string>
 
-#include "command.hpp"
+#include "cli.hpp"
 #include "lmembed/backbone/backbone.hpp"
 #include "lmembed/encoder.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
@@ -24,65 +24,65 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-int run_cache(std::span<const std::string> argv) {
-  using lmembed::cli::Args;
+struct Options {
+  std::optional<std::string> model, capture, data, out;
+  std::string attention = "causal", dtype = "f32";
+  long long threads = 0, shard_kb = 65536, batch_tokens = 2048;
+  bool skip_bad = false, truncate = false, eos = false;
+  lmembed::WeightFormat weights = lmembed::WeightFormat::stored;
+};
+
+void add_options(CLI::App& app, Options& o) {
+  namespace cli = lmembed::cli;
+  app.description(
+      "Runs the backbone once over every distinct text of the training data and stores what\n"
+      "the pooling consumes, in sharded memory-mapped files with an index (DIR/index.json).\n"
+      "Rerunning after a crash keeps the finished shards (verified by checksum) and redoes the\n"
+      "rest. Under mpirun (-np N) the shards are shared out among the ranks and the folder is\n"
+      "the same as one process's; rank 0 prints the progress and the report.\n"
+      "Needs --model, --capture, --data and --out.");
+  app.footer(
+      "--capture: a pooling name (eos, mean, latent, multi_layer, multi_layer_mean,\n"
+      "multi_layer_tokens, multi_layer_eos) or layers.tokens, e.g. all_layers.last_token.\n"
+      "Tokenization is `lmembed embed`'s, so embed a trained head with the same --eos.");
+  cli::option(app, "--model PATH", o.model, "a .gguf file or a Hugging Face folder");
+  cli::option(app, "--capture KIND", o.capture,
+              "what to store: a pooling name or layers.tokens (see below)");
+  cli::option(app, "--data FILE.jsonl", o.data, "the training data (lmembed data)");
+  cli::option(app, "--out DIR", o.out, "the cache folder");
+  cli::option(app, "--attention A", o.attention, "causal (default) or bidirectional");
+  cli::option(app, "--dtype T", o.dtype, "f32 (default) or f16 (half the bytes)");
+  cli::weights_option(app, o.weights,
+                      "stored (default) or f32 (dequantized; exact), as `lmembed embed`");
+  cli::option(app, "--threads N", o.threads, "backbone threads (default: all)");
+  cli::option(app, "--shard-kb N", o.shard_kb, "close a shard at about N KiB (default 65536)");
+  cli::option(app, "--batch-tokens N", o.batch_tokens, "tokens per backbone call (default 2048)");
+  cli::flag(app, "--skip-bad", o.skip_bad,
+            "skip malformed JSONL lines (counted) instead of stopping");
+  cli::flag(app, "--truncate", o.truncate, "cut texts longer than the context (default: error)");
+  cli::flag(app, "--eos", o.eos, "append the EOS token (default: the model's flag)");
+}
+
+int run_cache(const Options& a) {
+  using lmembed::cli::require;
   using lmembed::cli::usage_error;
   namespace train = lmembed::train;
-  Args a(argv,
-         "usage: lmembed cache --model PATH --capture KIND --data FILE.jsonl --out DIR\n"
-         "                     [--attention causal|bidirectional] [--dtype f32|f16] [--skip-bad]\n"
-         "                     [--threads N] [--shard-kb N] [--batch-tokens N] [--truncate]\n"
-         "                     [--eos] [--weights stored|f32]\n"
-         "Runs the backbone once over every distinct text of the training data and stores what\n"
-         "the pooling consumes, in sharded memory-mapped files with an index (DIR/index.json).\n"
-         "Rerunning after a crash keeps the finished shards (verified by checksum) and redoes the\n"
-         "rest. Under mpirun (-np N) the shards are shared out among the ranks and the folder is\n"
-         "the same as one process's; rank 0 prints the progress and the report.\n"
-         "  --capture KIND   a pooling name (eos, mean, latent, multi_layer, multi_layer_mean,\n"
-         "                   multi_layer_tokens, multi_layer_eos) or layers.tokens, e.g.\n"
-         "                   all_layers.last_token\n"
-         "  --dtype          f32 (default) or f16 (half the bytes)\n"
-         "  --weights W      stored (default: Q8_0/Q4_0/Q4_1 weights stay quantized, 8-bit\n"
-         "                   activations) or f32 (dequantized; exact), as `lmembed embed`\n"
-         "  --skip-bad       skip malformed JSONL lines (counted) instead of stopping\n"
-         "  --eos            append the EOS token (default: the model's flag) - tokenization is\n"
-         "                   `lmembed embed`'s, so embed a trained head with the same --eos\n"
-         "  --shard-kb N     close a shard at about N KiB (default 65536)\n"
-         "  --batch-tokens N tokens per backbone call (default 2048)");
-  a.option("--model")
-      .option("--capture")
-      .option("--data")
-      .option("--out")
-      .option("--attention")
-      .option("--dtype")
-      .option("--weights")
-      .option("--threads")
-      .option("--shard-kb")
-      .option("--batch-tokens")
-      .flag("--skip-bad")
-      .flag("--truncate")
-      .flag("--eos");
-  a.parse();
-  if (a.help()) {
-    std::cout << a.usage() << "\n";
-    return 0;
-  }
-  const std::string model = a.require("--model"), data = a.require("--data"),
-                    out = a.require("--out");
+  const std::string model = require(a.model, "--model"), data = require(a.data, "--data"),
+                    out = require(a.out, "--out");
   using lmembed::cli::parse_option;
   const lmembed::CaptureSpec spec =
-      parse_option("--capture", a.require("--capture"),
+      parse_option("--capture", require(a.capture, "--capture"),
                    [](const std::string& s) { return train::parse_capture(s); });
-  const auto attention =
-      parse_option("--attention", a.get_or("--attention", "causal"),
-                   [](const std::string& s) { return lmembed::parse_attention(s); });
-  const auto dtype = lmembed::io::parse_dtype(a.get_or("--dtype", "f32"));
-  if (dtype != lmembed::io::DType::f32 && dtype != lmembed::io::DType::f16)
+  const auto attention = parse_option(
+      "--attention", a.attention, [](const std::string& s) { return lmembed::parse_attention(s); });
+  const auto parsed_dtype = lmembed::io::try_parse_dtype(a.dtype);
+  if (parsed_dtype != lmembed::io::DType::f32 && parsed_dtype != lmembed::io::DType::f16)
     throw usage_error("--dtype must be f32 or f16");
+  const lmembed::io::DType dtype = *parsed_dtype;
 
   train::Communicator& comm = train::world();  // MPI_COMM_WORLD under mpirun
   train::ReadStats st;
-  const auto examples = train::read_examples(data, {a.has("--skip-bad")}, &st);
+  const auto examples = train::read_examples(data, {a.skip_bad}, &st);
   if (examples.empty())
     throw lmembed::input_error(data + ": holds no training examples" +
                                (st.skipped ? " (every line was skipped as malformed)"
@@ -95,15 +95,14 @@ int run_cache(std::span<const std::string> argv) {
   lmembed::DirLock lock;
   if (comm.rank() == 0) lock = lmembed::DirLock::acquire(out, "lmembed cache");
 
-  const auto weights = lmembed::cli::weights_option(a);
   const auto tokenizer = lmembed::Tokenizer::load(model);
-  auto backbone = lmembed::Backbone::load(model, weights);
-  backbone.set_threads(static_cast<int>(a.get_int("--threads", 0)));
+  auto backbone = lmembed::Backbone::load(model, a.weights);
+  backbone.set_threads(static_cast<int>(a.threads));
   const auto& cfg = backbone.config();
 
   // Tokenize exactly as the Encoder does at inference (same BOS/EOS and instruction rules).
   lmembed::EncoderOptions eo;
-  eo.add_eos = a.has("--eos") ? true : tokenizer.add_eos();  // as `lmembed embed`
+  eo.add_eos = a.eos ? true : tokenizer.add_eos();  // as `lmembed embed`
   train::TokenizeFn tokenize = [&](const train::CacheText& t) {
     const std::string text[1] = {t.text};
     const lmembed::TokenBatch b =
@@ -112,7 +111,7 @@ int run_cache(std::span<const std::string> argv) {
     return train::TokenizedText{{seq.begin(), seq.end()}, b.pool_start(0)};
   };
   lmembed::ForwardOptions fo;
-  fo.truncate = a.has("--truncate");
+  fo.truncate = a.truncate;
   train::CaptureFn capture = [&](const lmembed::TokenBatch& b) {
     return backbone.forward(b, attention, spec, fo);
   };
@@ -124,8 +123,8 @@ int run_cache(std::span<const std::string> argv) {
   o.model = model;
   o.attention = lmembed::to_string(attention);
   o.tokenization = std::string("add_eos=") + (*eo.add_eos ? "1" : "0");
-  o.shard_bytes = a.get_int("--shard-kb", 65536) * 1024;
-  o.batch_tokens = a.get_int("--batch-tokens", 2048);
+  o.shard_bytes = a.shard_kb * 1024;
+  o.batch_tokens = a.batch_tokens;
   if (o.shard_bytes <= 0 || o.batch_tokens <= 0)
     throw usage_error("--shard-kb and --batch-tokens must be positive");
   o.progress = comm.rank() == 0;
@@ -147,9 +146,9 @@ int run_cache(std::span<const std::string> argv) {
 }
 
 /// Under mpirun a failing rank must take the job down, or the others wait in a collective.
-int run_cache_any_rank(std::span<const std::string> argv) {
+int run_cache_any_rank(const Options& options) {
   try {
-    return run_cache(argv);
+    return run_cache(options);
   } catch (const std::exception& e) {
     if (lmembed::train::world().size() > 1) {
       std::cerr << "lmembed cache: rank " << lmembed::train::world().rank()
@@ -160,7 +159,8 @@ int run_cache_any_rank(std::span<const std::string> argv) {
   }
 }
 
-const lmembed::cli::Register reg{"cache", "Cache backbone states for training a pooling head",
-                                 &run_cache_any_rank};
+const lmembed::cli::Register<Options> reg{"cache",
+                                          "Cache backbone states for training a pooling head",
+                                          &add_options, &run_cache_any_rank};
 
 }  // namespace

@@ -2,11 +2,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "command.hpp"
+#include "cli.hpp"
 #include "device.hpp"
 #include "lmembed/encoder.hpp"
 #include "lmembed/io/gguf.hpp"
@@ -84,85 +84,77 @@ lmembed::TokenBatch parse_ids(const std::vector<std::string>& lines, const std::
   return b;
 }
 
-int run_embed(std::span<const std::string> argv) {
-  using lmembed::cli::Args;
+struct Options {
+  std::optional<std::string> model, input, output;
+  std::string attention = "causal", pooling = "eos", device = "cpu", head;
+  std::optional<std::string> instruction;
+  long long pool_from = 0, threads = 0, batch_tokens = 8192;
+  bool eos = false, no_normalize = false, ids = false, truncate = false;
+  lmembed::WeightFormat weights = lmembed::WeightFormat::stored;
+};
+
+void add_options(CLI::App& app, Options& o) {
+  namespace cli = lmembed::cli;
+  app.description(
+      "Writes one float32 embedding per input line as an [n, d] .npy file (L2-normalized rows\n"
+      "unless --no-normalize). Needs --model, --input and --output.");
+  app.footer(
+      "Poolings: eos (the last token), mean (the tokens from --pool-from to the end), and the\n"
+      "trainable latent, multi_layer, multi_layer_mean, multi_layer_tokens, multi_layer_eos\n"
+      "(their --head from `lmembed train`). eos pooling warns about texts whose last token is\n"
+      "not EOS. --weights stored runs Q8_0/Q4_0/Q4_1 projections on integer kernels over 8-bit\n"
+      "activations (~1/4-1/6 of the memory); f32 dequantizes everything (exact, 4 bytes per\n"
+      "parameter). --device cuda runs the backbone on the GPU in F32 (the same embeddings\n"
+      "within 1e-4) and needs a build with -DLMEMBED_CUDA=ON.");
+  cli::option(app, "--model PATH", o.model,
+              "a .gguf file or a Hugging Face folder (config.json + safetensors)");
+  cli::option(app, "--attention A", o.attention, "causal (default) or bidirectional");
+  cli::option(app, "--pooling P", o.pooling,
+              "eos (default), mean, latent, multi_layer, multi_layer_mean|tokens|eos");
+  cli::option(app, "--head FILE", o.head, "the trained head (.safetensors) of a trainable pooling");
+  cli::option(app, "--pool-from N", o.pool_from,
+              "leave the first N tokens of every text out of mean-style pooling");
+  cli::option(app, "--instruction TEXT", o.instruction,
+              "prefix every text with TEXT and leave it out of the pooling");
+  cli::flag(app, "--eos", o.eos,
+            "append the EOS token when tokenizing (default: the model's flag)");
+  cli::flag(app, "--no-normalize", o.no_normalize,
+            "write the raw pooled vectors (default: L2-normalized rows)");
+  cli::flag(app, "--ids", o.ids, "each input line holds space-separated token ids, used as given");
+  cli::option(app, "--threads N", o.threads, "threads (default: all OpenMP offers)");
+  cli::flag(app, "--truncate", o.truncate, "cut texts longer than the context (default: error)");
+  cli::option(app, "--batch-tokens N", o.batch_tokens,
+              "tokens per backbone call (default 8192; bounds memory)");
+  cli::option(app, "--device D", o.device, "cpu (default) or cuda: the backbone on the GPU");
+  cli::weights_option(app, o.weights,
+                      "stored (default: quantized weights stay so) or f32 (dequantized; exact)");
+  cli::option(app, "--input FILE", o.input, "one text per line ('-': stdin)");
+  cli::option(app, "--output FILE.npy", o.output, "written atomically");
+}
+
+int run_embed(const Options& a) {
+  using lmembed::cli::require;
   using lmembed::cli::usage_error;
-  Args a(argv,
-         "usage: lmembed embed --model PATH [--attention causal|bidirectional]\n"
-         "                     [--pooling eos|mean|latent|multi_layer|multi_layer_mean|\n"
-         "                                multi_layer_tokens|multi_layer_eos]\n"
-         "                     [--head FILE.safetensors] [--pool-from N] [--instruction TEXT]\n"
-         "                     [--eos] [--no-normalize] [--ids] [--threads N] [--truncate]\n"
-         "                     [--device cpu|cuda] [--weights stored|f32]\n"
-         "                     --input FILE --output FILE.npy\n"
-         "Writes one float32 embedding per input line as an [n, d] .npy file.\n"
-         "  --model PATH        a .gguf file or a Hugging Face folder (config.json + safetensors)\n"
-         "  --attention A       causal (default) or bidirectional\n"
-         "  --pooling P         eos (default): the last token; mean: mean over the tokens from\n"
-         "                      --pool-from to the end; latent, multi_layer*: trainable heads\n"
-         "  --head FILE         the trained head (.safetensors) of a trainable pooling\n"
-         "  --pool-from N       leave the first N tokens of every text out of mean-style pooling\n"
-         "  --instruction TEXT  prefix every text with TEXT and leave it out of the pooling\n"
-         "  --eos               append the EOS token when tokenizing (default: the model's flag;\n"
-         "                      eos pooling warns about texts whose last token is not EOS)\n"
-         "  --no-normalize      write the raw pooled vectors (default: L2-normalized rows)\n"
-         "  --ids               each input line holds space-separated token ids, used as given\n"
-         "  --threads N         threads (default: all OpenMP offers)\n"
-         "  --truncate          cut texts longer than the context (default: error)\n"
-         "  --batch-tokens N    tokens per backbone call (default 8192; bounds memory)\n"
-         "  --device D          cpu (default) or cuda: the backbone on the GPU (F32, same\n"
-         "                      embeddings within 1e-4; needs a build with -DLMEMBED_CUDA=ON)\n"
-         "  --weights W         stored (default): Q8_0/Q4_0/Q4_1 weights stay quantized (integer\n"
-         "                      kernels on 8-bit activations, ~1/4-1/6 of the memory); f32:\n"
-         "                      everything dequantized to float32 (exact, 4 bytes/parameter)\n"
-         "  --input FILE        one text per line ('-': stdin)\n"
-         "  --output FILE.npy   written atomically");
-  a.option("--model")
-      .option("--attention")
-      .option("--pooling")
-      .option("--head")
-      .option("--pool-from")
-      .option("--instruction")
-      .flag("--eos")
-      .flag("--no-normalize")
-      .flag("--ids")
-      .option("--threads")
-      .flag("--truncate")
-      .option("--batch-tokens")
-      .option("--device")
-      .option("--weights")
-      .option("--input")
-      .option("--output");
-  a.parse();
-  if (a.help()) {
-    std::cout << a.usage() << "\n";
-    return 0;
-  }
-  if (!a.positional().empty())
-    throw usage_error("unexpected argument '" + a.positional().front() + "'");
-  const std::string model = a.require("--model");
-  const std::string input = a.require("--input");
-  const std::string output = a.require("--output");
+  const std::string model = require(a.model, "--model");
+  const std::string input = require(a.input, "--input");
+  const std::string output = require(a.output, "--output");
   using lmembed::cli::parse_option;
-  const auto attention =
-      parse_option("--attention", a.get_or("--attention", "causal"),
-                   [](const std::string& s) { return lmembed::parse_attention(s); });
-  const auto device =
-      parse_option("--device", a.get_or("--device", "cpu"),
-                   [](const std::string& s) { return lmembed::cli::parse_device(s); });
-  const auto weights = lmembed::cli::weights_option(a);
-  const std::string pooling = a.get_or("--pooling", "eos");
+  const auto attention = parse_option(
+      "--attention", a.attention, [](const std::string& s) { return lmembed::parse_attention(s); });
+  const auto device = parse_option(
+      "--device", a.device, [](const std::string& s) { return lmembed::cli::parse_device(s); });
+  const auto weights = a.weights;
+  const std::string& pooling = a.pooling;
   // A bad name fails before the model loads (a missing or extra --head when the encoder is made).
   (void)parse_option("--pooling", pooling,
                      [](const std::string& s) { return lmembed::pooling::capture_of(s); });
-  const long long pool_from = a.get_int("--pool-from", 0);
+  const long long pool_from = a.pool_from;
   if (pool_from < 0) throw usage_error("--pool-from must be >= 0");
-  const long long threads = a.get_int("--threads", 0);
-  const long long batch_tokens = a.get_int("--batch-tokens", 8192);
+  const long long threads = a.threads;
+  const long long batch_tokens = a.batch_tokens;
   if (batch_tokens < 1) throw usage_error("--batch-tokens must be >= 1");
-  if (a.has("--ids") && a.has("--instruction"))
-    throw usage_error("--instruction needs texts, not --ids");
-  if (a.has("--ids") && a.has("--eos"))
+  if (a.ids && a.instruction) throw usage_error("--instruction needs texts, not --ids");
+  if (a.ids && a.eos)
     throw usage_error("--eos applies when tokenizing; with --ids the ids are used as given");
   lmembed::cli::require_device(device);  // before any model work
 
@@ -172,7 +164,7 @@ int run_embed(std::span<const std::string> argv) {
   // whose check is then skipped).
   namespace fs = std::filesystem;
   bool no_tokenizer = false;
-  if (a.has("--ids")) {
+  if (a.ids) {
     if (fs::is_directory(model))
       no_tokenizer = !fs::exists(fs::path(model) / "tokenizer.json");
     else if (fs::path(model).extension() == ".gguf")
@@ -186,17 +178,17 @@ int run_embed(std::span<const std::string> argv) {
               << " has no tokenizer (no tokenizer.json / tokenizer.ggml.* metadata): the ids are "
                  "used as given, EOS is not checked\n";
   }
-  o.normalize = !a.has("--no-normalize");
-  o.add_eos = a.has("--eos") ? true : tok.add_eos();
+  o.normalize = !a.no_normalize;
+  o.add_eos = a.eos ? true : tok.add_eos();
   o.pool_from = static_cast<std::int32_t>(pool_from);
   o.threads = static_cast<int>(threads);
-  o.truncate = a.has("--truncate");
+  o.truncate = a.truncate;
   o.batch_tokens = batch_tokens;
   o.progress = lines.size() > 1000;
   o.weights = weights;
   std::cerr << "lmembed embed: loading " << model
             << (device == lmembed::cli::Device::cuda ? " onto the GPU" : "") << "\n";
-  const std::string head = a.get_or("--head", "");
+  const std::string& head = a.head;
   const bool cuda = device == lmembed::cli::Device::cuda;
   lmembed::AnyEncoder enc;
   try {
@@ -209,7 +201,7 @@ int run_embed(std::span<const std::string> argv) {
     throw lmembed::config_error(head + ": " + e.what());
   }
   lmembed::Matrix e;
-  if (a.has("--ids")) {
+  if (a.ids) {
     // (The GPU encoder keeps no CPU backbone to ask: its forward checks the ids.)
     const std::int64_t n_vocab = cuda ? INT32_MAX : enc->backbone().config().n_vocab;
     const std::int64_t n_ctx = cuda ? INT64_MAX : enc->backbone().config().n_ctx;
@@ -217,7 +209,7 @@ int run_embed(std::span<const std::string> argv) {
     e = enc->encode(b);
   } else {
     try {
-      e = enc->encode(lines, a.get_or("--instruction", ""));
+      e = enc->encode(lines, a.instruction.value_or(""));
     } catch (const lmembed::input_error& err) {  // "text N of M ...": N is line N of the input
       throw lmembed::input_error((input == "-" ? std::string("stdin") : input) + ": " + err.what());
     }
@@ -227,7 +219,7 @@ int run_embed(std::span<const std::string> argv) {
   return 0;
 }
 
-const lmembed::cli::Register reg{"embed", "Embed texts (or token ids) into an .npy file",
-                                 &run_embed};
+const lmembed::cli::Register<Options> reg{"embed", "Embed texts (or token ids) into an .npy file",
+                                          &add_options, &run_embed};
 
 }  // namespace

@@ -7,16 +7,16 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <set>
-#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "command.hpp"
+#include "cli.hpp"
 #include "device.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/encoder.hpp"
 #include "lmembed/eval/eval.hpp"
 #include "lmembed/io/npy.hpp"
@@ -25,7 +25,7 @@
 namespace {
 
 namespace ev = lmembed::eval;
-using lmembed::json::Value;
+using Value = lmembed::ordered_json;
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -52,125 +52,120 @@ std::string utc_now() {
   return buf;
 }
 
-int run_eval(std::span<const std::string> argv) {
-  using lmembed::cli::Args;
-  using lmembed::cli::usage_error;
-  Args a(
-      argv,
-      "usage: lmembed eval --model PATH --attention A --pooling P [--head FILE] [options]\n"
-      "       lmembed eval --embeddings FILE.npy --texts FILE.jsonl [options]\n"
-      "       lmembed eval --dump-texts FILE.jsonl [--tasks ...] [--task-dir DIR ...]\n"
+struct Options {
+  std::optional<std::string> model, attention, pooling, embeddings, texts, dump_texts, tasks;
+  std::optional<std::string> data_dir, output;
+  std::string head, device = "cpu";
+  std::vector<std::string> task_dirs;
+  long long max_examples = 0, max_corpus = 0, seed = 42, threads = 0;
+  std::optional<long long> n_experiments, samples_per_label, clustering_runs, batch_size;
+  lmembed::WeightFormat weights = lmembed::WeightFormat::stored;
+  bool no_instructions = false, quiet = false;
+};
+
+void add_options(CLI::App& app, Options& o) {
+  namespace cli = lmembed::cli;
+  app.description(
+      "  lmembed eval --model PATH --attention A --pooling P [--head FILE] [options]\n"
+      "  lmembed eval --embeddings FILE.npy --texts FILE.jsonl [options]\n"
+      "  lmembed eval --dump-texts FILE.jsonl [--tasks ...] [--task-dir DIR ...]\n"
       "Scores embeddings on MTEB-style tasks (see docs/evaluation.md), prints a table of main\n"
-      "scores and writes one JSON record per task.\n"
-      "  --model PATH          GGUF file or Hugging Face folder\n"
-      "  --attention A         causal | bidirectional\n"
-      "  --pooling P           eos | mean | latent | multi_layer | ... (trainable ones need "
-      "--head)\n"
-      "  --head FILE           trained pooling head (.safetensors); its sha256 is recorded\n"
-      "  --embeddings FILE     precomputed embeddings [n, d] (.npy), row i for line i of --texts\n"
-      "  --texts FILE          JSONL {\"instruction\", \"text\"} as written by --dump-texts\n"
-      "  --dump-texts FILE     write every (instruction, text) the tasks need, then exit\n"
-      "  --tasks LIST          comma-separated bundled tasks (default: all, unless --task-dir):\n"
-      "                        sts-b, banking77, banking77-clustering, snli-pairs, snli-retrieval\n"
-      "  --task-dir DIR        a task folder in MTEB's layout (repeatable)\n"
-      "  --data-dir DIR        lmembed's data folder (default: $LMEMBED_DATA_DIR or the source "
-      "tree's)\n"
-      "  --max-examples N      seeded subsample of each bundled task (0 = all; recorded)\n"
-      "  --max-corpus N        bundled retrieval corpus: the documents relevant to the kept\n"
-      "                        queries + seeded distractors up to N (0 = all; recorded)\n"
-      "  --seed S              task seed (default 42, MTEB's)\n"
-      "  --n-experiments N     classification experiments (default 10)\n"
-      "  --samples-per-label K classification training examples per label (default 8)\n"
-      "  --clustering-runs N   clustering runs (default 10)\n"
-      "  --batch-size N        texts per embedding call (default 256)\n"
-      "  --threads N           backbone threads (default: all)\n"
-      "  --weights W           with --model: stored (default; Q8_0/Q4_0/Q4_1 weights stay\n"
-      "                        quantized) or f32 (dequantized; exact), as `lmembed embed`\n"
-      "  --device D            cpu (default) or cuda: the backbone (with --model) and retrieval\n"
-      "                        scoring (top-k) on the GPU: the CPU's top-k of the same\n"
-      "                        embeddings, ties included (needs a build with -DLMEMBED_CUDA=ON)\n"
-      "  --no-instructions     embed texts without task instructions\n"
-      "  --output FILE         results JSON (default: none, table only)\n"
-      "  --quiet               no progress on stderr");
-  a.option("--model")
-      .option("--attention")
-      .option("--pooling")
-      .option("--head")
-      .option("--embeddings")
-      .option("--texts")
-      .option("--dump-texts")
-      .option("--tasks")
-      .option("--task-dir")
-      .option("--data-dir")
-      .option("--max-examples")
-      .option("--max-corpus")
-      .option("--seed")
-      .option("--n-experiments")
-      .option("--samples-per-label")
-      .option("--clustering-runs")
-      .option("--batch-size")
-      .option("--threads")
-      .option("--weights")
-      .option("--device")
-      .option("--output")
-      .flag("--no-instructions")
-      .flag("--quiet");
-  a.parse();
-  if (a.help()) {
-    std::cout << a.usage() << "\n";
-    return 0;
-  }
-  if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
-  const bool dump = a.has("--dump-texts"), pre = a.has("--embeddings"), model = a.has("--model");
+      "scores and writes one JSON record per task.");
+  app.footer(
+      "Bundled tasks: sts-b, banking77, banking77-clustering, snli-pairs, snli-retrieval.\n"
+      "--max-corpus keeps the documents relevant to the kept queries plus seeded distractors.\n"
+      "--device cuda puts the backbone (with --model) and the retrieval scoring (top-k: the\n"
+      "CPU's top-k of the same embeddings, ties included) on the GPU; it needs a build with\n"
+      "-DLMEMBED_CUDA=ON.");
+  cli::option(app, "--model PATH", o.model, "GGUF file or Hugging Face folder");
+  cli::option(app, "--attention A", o.attention, "causal | bidirectional");
+  cli::option(app, "--pooling P", o.pooling,
+              "eos | mean | latent | multi_layer | ... (trainable ones need --head)");
+  cli::option(app, "--head FILE", o.head,
+              "trained pooling head (.safetensors); its sha256 is recorded");
+  cli::option(app, "--embeddings FILE", o.embeddings,
+              "precomputed embeddings [n, d] (.npy), row i for line i of --texts");
+  cli::option(app, "--texts FILE", o.texts,
+              "JSONL {\"instruction\", \"text\"} as written by --dump-texts");
+  cli::option(app, "--dump-texts FILE", o.dump_texts,
+              "write every (instruction, text) the tasks need, then exit");
+  cli::option(app, "--tasks LIST", o.tasks,
+              "comma-separated bundled tasks (default: all, unless --task-dir)");
+  cli::repeatable(app, "--task-dir DIR", o.task_dirs,
+                  "a task folder in MTEB's layout (repeatable)");
+  cli::option(app, "--data-dir DIR", o.data_dir,
+              "lmembed's data folder (default: $LMEMBED_DATA_DIR or the source tree's)");
+  cli::option(app, "--max-examples N", o.max_examples,
+              "seeded subsample of each bundled task (0 = all; recorded)");
+  cli::option(app, "--max-corpus N", o.max_corpus,
+              "documents of a bundled retrieval corpus (0 = all; recorded)");
+  cli::option(app, "--seed S", o.seed, "task seed (default 42, MTEB's)");
+  cli::option(app, "--n-experiments N", o.n_experiments, "classification experiments (default 10)");
+  cli::option(app, "--samples-per-label K", o.samples_per_label,
+              "classification training examples per label (default 8)");
+  cli::option(app, "--clustering-runs N", o.clustering_runs, "clustering runs (default 10)");
+  cli::option(app, "--batch-size N", o.batch_size, "texts per embedding call (default 256)");
+  cli::option(app, "--threads N", o.threads, "backbone threads (default: all)");
+  cli::weights_option(app, o.weights, "with --model: stored (default) or f32, as `lmembed embed`");
+  cli::option(app, "--device D", o.device,
+              "cpu (default) or cuda: the backbone and the top-k on the GPU");
+  cli::flag(app, "--no-instructions", o.no_instructions, "embed texts without task instructions");
+  cli::option(app, "--output FILE", o.output, "results JSON (default: none, table only)");
+  cli::flag(app, "--quiet", o.quiet, "no progress on stderr");
+}
+
+int run_eval(const Options& a) {
+  using lmembed::cli::usage_error;
+  const bool dump = a.dump_texts.has_value(), pre = a.embeddings.has_value(),
+             model = a.model.has_value();
   if (static_cast<int>(dump) + static_cast<int>(pre) + static_cast<int>(model) != 1)
     throw usage_error("give exactly one of --model, --embeddings and --dump-texts");
-  if (pre && !a.has("--texts")) throw usage_error("--embeddings needs --texts FILE.jsonl");
-  if (model && (!a.has("--attention") || !a.has("--pooling")))
+  if (pre && !a.texts) throw usage_error("--embeddings needs --texts FILE.jsonl");
+  if (model && (!a.attention || !a.pooling))
     throw usage_error("--model needs --attention and --pooling");
 
   using lmembed::cli::parse_option;
-  const auto device =
-      parse_option("--device", a.get_or("--device", "cpu"),
-                   [](const std::string& s) { return lmembed::cli::parse_device(s); });
+  const auto device = parse_option(
+      "--device", a.device, [](const std::string& s) { return lmembed::cli::parse_device(s); });
   if (model) {  // bad names are usage errors, before any task or model is read
-    (void)parse_option("--attention", *a.get("--attention"),
+    (void)parse_option("--attention", *a.attention,
                        [](const std::string& s) { return lmembed::parse_attention(s); });
-    (void)parse_option("--pooling", *a.get("--pooling"),
+    (void)parse_option("--pooling", *a.pooling,
                        [](const std::string& s) { return lmembed::pooling::capture_of(s); });
   }
   if (!dump) lmembed::cli::require_device(device);  // before any model or task work
 
   ev::EvalOptions opt;
   if (device == lmembed::cli::Device::cuda) opt.search_topk = lmembed::cli::device_hooks().topk;
-  opt.seed = static_cast<std::uint64_t>(a.get_int("--seed", 42));
-  opt.n_experiments = a.get_int("--n-experiments", opt.n_experiments);
-  opt.samples_per_label = a.get_int("--samples-per-label", opt.samples_per_label);
-  opt.clustering_runs = a.get_int("--clustering-runs", opt.clustering_runs);
-  opt.batch_size = a.get_int("--batch-size", opt.batch_size);
-  opt.progress = !a.has("--quiet");
+  opt.seed = static_cast<std::uint64_t>(a.seed);
+  opt.n_experiments = a.n_experiments.value_or(opt.n_experiments);
+  opt.samples_per_label = a.samples_per_label.value_or(opt.samples_per_label);
+  opt.clustering_runs = a.clustering_runs.value_or(opt.clustering_runs);
+  opt.batch_size = a.batch_size.value_or(opt.batch_size);
+  opt.progress = !a.quiet;
   if (opt.n_experiments < 1 || opt.samples_per_label < 1 || opt.clustering_runs < 1 ||
       opt.batch_size < 1)
     throw usage_error(
         "--n-experiments, --samples-per-label, --clustering-runs and --batch-size must be >= 1");
   ev::BundledOptions bopt;
-  bopt.max_examples = a.get_int("--max-examples", 0);
+  bopt.max_examples = a.max_examples;
   bopt.seed = opt.seed;
-  bopt.max_corpus = a.get_int("--max-corpus", 0);
+  bopt.max_corpus = a.max_corpus;
   if (bopt.max_examples < 0) throw usage_error("--max-examples must be >= 0");
   if (bopt.max_corpus < 0) throw usage_error("--max-corpus must be >= 0");
 
   // Tasks: bundled by name, then folders.
   std::vector<std::string> names;
-  if (a.has("--tasks"))
-    names = split_commas(*a.get("--tasks"));
-  else if (!a.has("--task-dir"))
+  if (a.tasks)
+    names = split_commas(*a.tasks);
+  else if (a.task_dirs.empty())
     names = ev::bundled_task_names();
-  const auto data_dir = std::filesystem::path(a.get_or("--data-dir", default_data_dir().string()));
+  const auto data_dir = std::filesystem::path(a.data_dir.value_or(default_data_dir().string()));
   std::vector<ev::Task> tasks;
   for (const auto& n : names) tasks.push_back(ev::load_bundled_task(n, data_dir, bopt));
-  for (const auto& d : a.get_all("--task-dir")) tasks.push_back(ev::load_task_dir(d));
+  for (const auto& d : a.task_dirs) tasks.push_back(ev::load_task_dir(d));
   if (tasks.empty()) throw usage_error("no tasks to run");
-  const bool no_ins = a.has("--no-instructions");
+  const bool no_ins = a.no_instructions;
   if (no_ins)
     for (auto& t : tasks) t.instruction.clear();
 
@@ -185,8 +180,8 @@ int run_eval(std::span<const std::string> argv) {
           v["text"] = kv.second;
           out += lmembed::json::dump(v) + "\n";
         }
-    lmembed::write_file_atomic(*a.get("--dump-texts"), out);
-    std::cerr << "wrote " << seen.size() << " texts to " << *a.get("--dump-texts") << "\n";
+    lmembed::write_file_atomic(*a.dump_texts, out);
+    std::cerr << "wrote " << seen.size() << " texts to " << *a.dump_texts << "\n";
     return 0;
   }
 
@@ -197,16 +192,15 @@ int run_eval(std::span<const std::string> argv) {
   lmembed::AnyEncoder encoder;
   if (model) {
     lmembed::EncoderOptions eo;
-    eo.threads = static_cast<int>(a.get_int("--threads", 0));
-    eo.weights = lmembed::cli::weights_option(a);
-    const std::string head = a.get_or("--head", "");
-    const auto attention = lmembed::parse_attention(*a.get("--attention"));
+    eo.threads = static_cast<int>(a.threads);
+    eo.weights = a.weights;
+    const std::string& head = a.head;
+    const auto attention = lmembed::parse_attention(*a.attention);
     encoder =
         device == lmembed::cli::Device::cuda
-            ? lmembed::cli::device_hooks().make_encoder(*a.get("--model"), attention,
-                                                        *a.get("--pooling"), head, eo)
-            : lmembed::make_encoder(*a.get("--model"), attention, *a.get("--pooling"), head, eo);
-    model_name = *a.get("--model");
+            ? lmembed::cli::device_hooks().make_encoder(*a.model, attention, *a.pooling, head, eo)
+            : lmembed::make_encoder(*a.model, attention, *a.pooling, head, eo);
+    model_name = *a.model;
     design["attention"] = encoder->attention_name();
     design["pooling"] = encoder->pooling_name();
     design["head"] = head.empty() ? Value() : Value(head);
@@ -217,13 +211,13 @@ int run_eval(std::span<const std::string> argv) {
       return enc->encode(texts, ev::format_instruction(instruction));
     };
   } else {
-    const std::string texts_file = *a.get("--texts");
+    const std::string texts_file = *a.texts;
     std::vector<std::pair<std::string, std::string>> keys;
     const auto recs = ev::detail::read_jsonl(texts_file);
     for (std::size_t i = 0; i < recs.size(); ++i)
       keys.emplace_back(ev::detail::str_field(recs[i], "instruction", texts_file, i),
                         ev::detail::str_field(recs[i], "text", texts_file, i));
-    const std::string npy = *a.get("--embeddings");
+    const std::string npy = *a.embeddings;
     const lmembed::io::NpyArray arr = lmembed::io::read_npy(npy);
     using lmembed::io::DType;
     if (arr.shape.size() != 2)
@@ -261,7 +255,7 @@ int run_eval(std::span<const std::string> argv) {
               << std::setw(9) << r.main_score << std::setprecision(1) << std::setw(10) << r.seconds
               << "\n";
 
-  if (auto out = a.get("--output")) {
+  if (const auto& out = a.output) {
     Value doc = Value::object();
     doc["schema"] = "lmembed.eval/1";
     doc["lmembed_version"] = LMEMBED_VERSION_STRING;
@@ -293,6 +287,7 @@ int run_eval(std::span<const std::string> argv) {
   return 0;
 }
 
-const lmembed::cli::Register reg{"eval", "Evaluate embeddings on MTEB-style tasks", &run_eval};
+const lmembed::cli::Register<Options> reg{"eval", "Evaluate embeddings on MTEB-style tasks",
+                                          &add_options, &run_eval};
 
 }  // namespace

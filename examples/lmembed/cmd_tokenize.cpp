@@ -1,44 +1,47 @@
 // `lmembed tokenize`: prints the token ids of texts, one line of space-separated ids per text.
 #include <iostream>
-#include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "command.hpp"
+#include "cli.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
 
 namespace {
 
-int run_tokenize(std::span<const std::string> argv) {
-  using lmembed::cli::Args;
-  using lmembed::cli::usage_error;
-  Args a(
-      argv,
-      "usage: lmembed tokenize --model FILE.gguf | --tokenizer tokenizer.json [--no-bos] [--eos]\n"
-      "                        [--parse-special] [TEXT ...]\n"
+struct Options {
+  std::optional<std::string> model, tokenizer;
+  bool no_bos = false, eos = false, parse_special = false;
+  std::vector<std::string> texts;
+};
+
+void add_options(CLI::App& app, Options& o) {
+  namespace cli = lmembed::cli;
+  app.description(
       "Prints the token ids of each TEXT as one line of space-separated integers (an empty\n"
-      "line for an empty text). Arguments after -- are texts even if they start with '-'.\n"
-      "With no TEXT, reads one text per line from stdin.\n"
-      "  --model FILE        a GGUF model (its tokenizer.ggml.* metadata), or an HF folder\n"
-      "  --tokenizer FILE    a Hugging Face tokenizer.json (tokenizer_config.json beside it\n"
-      "                      is read too)\n"
-      "  --no-bos            do not add BOS (default: the model's add_bos flag)\n"
-      "  --eos               add EOS (default: the model's add_eos flag)\n"
-      "  --parse-special     recognize special tokens such as <s> written in the text");
-  a.option("--model").option("--tokenizer").flag("--no-bos").flag("--eos").flag("--parse-special");
-  a.parse();
-  if (a.help()) {
-    std::cout << a.usage() << "\n";
-    return 0;
-  }
-  const bool has_model = a.has("--model"), has_tok = a.has("--tokenizer");
-  if (has_model == has_tok) throw usage_error("give exactly one of --model and --tokenizer");
-  const lmembed::Tokenizer tok = has_model ? lmembed::Tokenizer::load(*a.get("--model"))
-                                           : lmembed::Tokenizer::from_hf(*a.get("--tokenizer"));
+      "line for an empty text); with no TEXT, of each line of stdin. Give exactly one of\n"
+      "--model and --tokenizer. Arguments after -- are texts even if they start with '-'.");
+  cli::option(app, "--model FILE", o.model,
+              "a GGUF model (its tokenizer.ggml.* metadata), or an HF folder");
+  cli::option(app, "--tokenizer FILE", o.tokenizer,
+              "a Hugging Face tokenizer.json (and the tokenizer_config.json beside it)");
+  cli::flag(app, "--no-bos", o.no_bos, "do not add BOS (default: the model's add_bos flag)");
+  cli::flag(app, "--eos", o.eos, "add EOS (default: the model's add_eos flag)");
+  cli::flag(app, "--parse-special", o.parse_special,
+            "recognize special tokens such as <s> written in the text");
+  cli::positionals(app, "TEXT", o.texts, "the texts (none: one per line of stdin)");
+}
+
+int run_tokenize(const Options& o) {
+  using lmembed::cli::usage_error;
+  if (o.model.has_value() == o.tokenizer.has_value())
+    throw usage_error("give exactly one of --model and --tokenizer");
+  const lmembed::Tokenizer tok =
+      o.model ? lmembed::Tokenizer::load(*o.model) : lmembed::Tokenizer::from_hf(*o.tokenizer);
   lmembed::EncodeOptions opt;
-  if (a.has("--no-bos")) opt.add_bos = false;
-  if (a.has("--eos")) opt.add_eos = true;
-  opt.parse_special = a.has("--parse-special");
+  if (o.no_bos) opt.add_bos = false;
+  if (o.eos) opt.add_eos = true;
+  opt.parse_special = o.parse_special;
 
   std::string line;
   auto print = [&](const std::string& text) {
@@ -53,8 +56,8 @@ int run_tokenize(std::span<const std::string> argv) {
     line.push_back('\n');
     std::cout << line;
   };
-  if (!a.positional().empty()) {
-    for (const std::string& text : a.positional()) print(text);
+  if (!o.texts.empty()) {
+    for (const std::string& text : o.texts) print(text);
   } else {
     std::string text;
     while (std::getline(std::cin, text)) print(text);
@@ -63,6 +66,7 @@ int run_tokenize(std::span<const std::string> argv) {
   return std::cout ? 0 : 1;
 }
 
-const lmembed::cli::Register reg{"tokenize", "Print the token ids of texts", &run_tokenize};
+const lmembed::cli::Register<Options> reg{"tokenize", "Print the token ids of texts", &add_options,
+                                          &run_tokenize};
 
 }  // namespace

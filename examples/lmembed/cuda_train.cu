@@ -4,7 +4,6 @@
 // head, InfoNCE, clipping and AdamW on the GPU; same batches, loss.csv and checkpoint files, so a
 // run resumes on either device; docs/cuda.md).
 #include <iostream>
-#include <span>
 #include <string>
 #include <type_traits>
 
@@ -23,9 +22,9 @@ namespace {
 
 namespace tc = lmembed::cli::train_command;
 
-int train_on_gpu(std::span<const std::string> argv) {
-  return tc::run(argv, [](auto& head, const lmembed::train::Cache& cache,
-                          const lmembed::train::TrainOptions& opt, const lmembed::cli::Args& a) {
+int train_on_gpu(const tc::Options& options) {
+  return tc::run(options, [](auto& head, const lmembed::train::Cache& cache,
+                             const lmembed::train::TrainOptions& opt, const tc::Options& a) {
     using Head = std::remove_reference_t<decltype(head)>;
     lmembed::cuda::DeviceOps ops;
     lmembed::cuda::DeviceTrainer<Head> trainer(ops, head, cache, opt);

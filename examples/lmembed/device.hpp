@@ -3,7 +3,7 @@
 // The CLI's .cpp files are compiled by the host compiler and cannot include the CUDA headers
 // (lmembed/cuda/*.cuh hold kernels). When the tool is built with the lmembed::cuda target, the
 // nvcc-compiled examples/lmembed/*.cu files fill these hooks at static-initialization time,
-// like command.hpp's Register:
+// like cli.hpp's Register:
 //   // cuda_device.cu
 //   static const bool filled = [] { lmembed::cli::device_hooks().topk = ...; return true; }();
 // A subcommand asks for `--device cuda` through require_device(), which throws a clear
@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +25,10 @@
 #include "lmembed/eval/topk.hpp"
 
 namespace lmembed::cli {
+
+namespace train_command {
+struct Options;  // train_command.hpp
+}
 
 /// Where the work of a subcommand runs.
 enum class Device { cpu, cuda };
@@ -58,9 +61,9 @@ struct DeviceHooks {
   std::function<std::vector<std::vector<eval::Hit>>(const Matrix& queries, const Matrix& corpus,
                                                     std::int64_t k)>
       topk;
-  /// `lmembed train --device cuda`: receives the subcommand's arguments, returns the exit
-  /// status (filled by cuda_train.cu; cmd_train decides how it calls it).
-  std::function<int(std::span<const std::string> argv)> train;
+  /// `lmembed train --device cuda`: receives the parsed options of the subcommand, returns the
+  /// exit status (filled by cuda_train.cu; cmd_train decides how it calls it).
+  std::function<int(const train_command::Options& options)> train;
 };
 
 /// The tool's device hooks (one instance; filled before main by the .cu files, if any).

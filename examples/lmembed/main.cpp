@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "command.hpp"
+#include "cli.hpp"
 #include "lmembed/cpu/dispatch.hpp"
 #include "lmembed/version.hpp"
 
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return it->second.run(std::span<const std::string>(args).subspan(1));
+    return lmembed::cli::run(it->second, std::span<const std::string>(args).subspan(1));
   } catch (const usage_error& e) {
     // One line, so scripts and logs keep the whole message with the command at fault.
     std::cerr << "lmembed " << args[0] << ": error: " << one_line(e.what()) << " (see lmembed "

@@ -1,8 +1,9 @@
-// examples/lmembed/train_command.hpp - `lmembed train` independent of the device: option
-// parsing, head construction, the loop with progress, loss.csv and checkpoints. cmd_train.cpp
-// runs it with train::DistributedTrainer (CPU, mpirun), cuda_train.cu with cuda::DeviceTrainer
-// (`--device cuda`, the nvcc-compiled part of the tool; see device.hpp), so both devices share
-// one command line, one loss.csv format and one checkpoint format.
+// examples/lmembed/train_command.hpp - `lmembed train` independent of the device: its options,
+// head construction, the loop with progress, loss.csv and checkpoints. cmd_train.cpp declares
+// the options on CLI11 and runs the command with train::DistributedTrainer (CPU, mpirun),
+// cuda_train.cu with cuda::DeviceTrainer (`--device cuda`, the nvcc-compiled part of the tool;
+// see device.hpp), so both devices share one command line, one loss.csv format and one
+// checkpoint format. (No CLI11 here: nvcc compiles this header too.)
 #pragma once
 
 #include <unistd.h>
@@ -14,18 +15,18 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <span>
+#include <optional>
 #include <sstream>
 #include <string>
 
 #include <Eigen/Core>
 
-#include "command.hpp"
 #include "device.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/pooling/pooling.hpp"
 #include "lmembed/train/cache.hpp"
 #include "lmembed/train/trainer.hpp"
+#include "usage.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,6 +36,18 @@ namespace lmembed::cli::train_command {
 
 namespace fs = std::filesystem;
 namespace train = lmembed::train;
+
+/// The options of `lmembed train` (declared on CLI11 in cmd_train.cpp; defaults as documented
+/// there).
+struct Options {
+  std::optional<std::string> cache, pooling, out, checkpoint_dir, resume;
+  std::string device = "cpu";
+  long long steps = 100, batch = 32, warmup = 0, seed = 42, init_seed = 0;
+  long long max_negatives = 1, chunk = 256, threads = 0;
+  double lr = 1e-4, clip = 1.0, scale = 20.0, weight_decay = 0.0;
+  std::optional<long long> latents, heads, head_dim, ff_mult, checkpoint_every;
+  bool symmetric = false, no_hard_negatives = false;
+};
 
 /// Seconds as 1h02m or 3m05s ("?" when unknown).
 inline std::string clock_text(double s) {
@@ -85,9 +98,9 @@ inline std::string csv_prefix(const fs::path& csv, std::int64_t keep_steps) {
 /// every --checkpoint-every steps, the head file at the end. `lead`: this process writes the
 /// files and the progress (rank 0 under mpirun).
 template <class Trainer, class Head>
-int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, const Args& a,
+int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, const Options& a,
                bool lead) {
-  const fs::path out = a.require("--out");
+  const fs::path out = require(a.out, "--out");
   make_parent(out);
   // One writer of the folder of --out (loss.csv, the default checkpoints): a second training
   // into it is refused while this one runs.
@@ -96,13 +109,11 @@ int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, con
     lock = lmembed::DirLock::acquire(out.has_parent_path() ? out.parent_path() : fs::path("."),
                                      "lmembed train");
   const fs::path ckpt_dir =
-      a.get("--resume")
-          ? fs::path(*a.get("--resume"))
-          : fs::path(a.get_or("--checkpoint-dir",
-                              (out.parent_path() / (out.stem().string() + ".ckpt")).string()));
-  const std::int64_t every =
-      a.get_int("--checkpoint-every", std::max<std::int64_t>(1, opt.steps / 10));
-  if (a.get("--resume")) {
+      a.resume ? fs::path(*a.resume)
+               : fs::path(a.checkpoint_dir.value_or(
+                     (out.parent_path() / (out.stem().string() + ".ckpt")).string()));
+  const std::int64_t every = a.checkpoint_every.value_or(std::max<std::int64_t>(1, opt.steps / 10));
+  if (a.resume) {
     trainer.load_checkpoint(ckpt_dir);
     std::cerr << "lmembed train: resumed from " << ckpt_dir.string() << " at step "
               << trainer.step_count() << "\n";
@@ -159,100 +170,45 @@ int train_loop(Trainer& trainer, Head& head, const train::TrainOptions& opt, con
   return 0;
 }
 
-/// The options of `lmembed train` (parsed; usage_error on a bad one).
-inline Args parse_args(std::span<const std::string> argv) {
-  Args a(argv,
-         "usage: lmembed train --cache DIR --pooling latent|multi_layer|multi_layer_mean|\n"
-         "                     multi_layer_tokens|multi_layer_eos --out HEAD.safetensors\n"
-         "                     [--steps N] [--batch B] [--lr LR] [--warmup W] [--seed S]\n"
-         "                     [--latents N] [--heads N] [--head-dim N] [--ff-mult N]\n"
-         "                     [--weight-decay WD] [--clip C] [--scale S] [--symmetric]\n"
-         "                     [--no-hard-negatives] [--max-negatives K] [--chunk N]\n"
-         "                     [--threads N] [--checkpoint-every N] [--checkpoint-dir DIR]\n"
-         "                     [--resume DIR] [--device cpu|cuda]\n"
-         "Trains the pooling head on the cached states with InfoNCE (cosine x scale, every\n"
-         "positive of the batch and every hard negative), AdamW, linear warmup then decay.\n"
-         "  --steps 100 --batch 32 --lr 1e-4 --warmup 0 --seed 42 --weight-decay 0 --clip 1\n"
-         "  --scale 20 (temperature 0.05) --max-negatives 1 (hard negatives per example)\n"
-         "  --chunk 256  texts per head pass: larger batches are embedded and back-propagated\n"
-         "               chunk by chunk (GradCache) - every query still sees every candidate\n"
-         "  --latents/--heads/--head-dim/--ff-mult  head sizes (defaults: the head's own)\n"
-         "  --checkpoint-every N (default steps/10) into --checkpoint-dir (default\n"
-         "               OUT_STEM.ckpt beside --out); --resume DIR continues from DIR.\n"
-         "  --threads N  same seed and thread count give bitwise-identical runs\n"
-         "  --device cuda  train on the GPU (same batches, loss, optimizer and checkpoint\n"
-         "               files as on the CPU; a run resumes on either device)\n"
-         "Writes the head to --out and loss.csv beside it. --steps 0 writes the initialized,\n"
-         "untrained head (seeded by --seed and --init-seed): a baseline to evaluate against.");
-  a.option("--cache")
-      .option("--pooling")
-      .option("--out")
-      .option("--steps")
-      .option("--batch")
-      .option("--lr")
-      .option("--warmup")
-      .option("--seed")
-      .option("--latents")
-      .option("--heads")
-      .option("--head-dim")
-      .option("--ff-mult")
-      .option("--weight-decay")
-      .option("--clip")
-      .option("--scale")
-      .option("--max-negatives")
-      .option("--chunk")
-      .option("--threads")
-      .option("--checkpoint-every")
-      .option("--checkpoint-dir")
-      .option("--resume")
-      .option("--init-seed")
-      .option("--device")
-      .flag("--symmetric")
-      .flag("--no-hard-negatives");
-  a.parse();
-  return a;
-}
-
 /// The device `lmembed train` was asked to run on (--device, default cpu).
-inline Device device_of(const Args& a) {
-  return parse_option("--device", a.get_or("--device", "cpu"),
-                      [](const std::string& s) { return parse_device(s); });
+inline Device device_of(const Options& a) {
+  return parse_option("--device", a.device, [](const std::string& s) { return parse_device(s); });
 }
 
 /// Runs `lmembed train`: options, cache, head (initialized from --seed / --init-seed); --steps 0
-/// writes the untrained head; otherwise returns run_head(head, cache, options, args), a generic
+/// writes the untrained head; otherwise returns run_head(head, cache, options, a), a generic
 /// callable that trains the head (LatentHead<float> or MultiLayerHead<float>) with train_loop.
 template <class RunHead>
-int run(std::span<const std::string> argv, RunHead&& run_head) {
-  const Args a = parse_args(argv);
-  if (a.help()) {
-    std::cout << a.usage() << "\n";
-    return 0;
-  }
-  const auto cache = train::Cache::open(a.require("--cache"));
-  const std::string pooling = a.require("--pooling");
-  a.require("--out");
+int run(const Options& a, RunHead&& run_head) {
+  const auto cache = train::Cache::open(require(a.cache, "--cache"));
+  const std::string pooling = require(a.pooling, "--pooling");
+  (void)require(a.out, "--out");
 
   train::TrainOptions opt;
-  opt.steps = a.get_int("--steps", 100);
-  opt.batch = a.get_int("--batch", 32);
-  opt.lr = a.get_double("--lr", 1e-4);
-  opt.warmup = a.get_int("--warmup", 0);
-  opt.seed = static_cast<std::uint64_t>(a.get_int("--seed", 42));
-  opt.clip = a.get_double("--clip", 1.0);
-  opt.max_negatives = a.get_int("--max-negatives", 1);
-  opt.chunk = a.get_int("--chunk", 256);
-  opt.loss.scale = a.get_double("--scale", 20.0);
-  opt.loss.symmetric = a.has("--symmetric");
-  opt.loss.hard_negatives = !a.has("--no-hard-negatives");
-  opt.adamw.weight_decay = a.get_double("--weight-decay", 0.0);
+  opt.steps = a.steps;
+  opt.batch = a.batch;
+  opt.lr = a.lr;
+  opt.warmup = a.warmup;
+  opt.seed = static_cast<std::uint64_t>(a.seed);
+  opt.clip = a.clip;
+  opt.max_negatives = a.max_negatives;
+  opt.chunk = a.chunk;
+  opt.loss.scale = a.scale;
+  opt.loss.symmetric = a.symmetric;
+  opt.loss.hard_negatives = !a.no_hard_negatives;
+  opt.adamw.weight_decay = a.weight_decay;
   if (pooling != "latent")  // a bad name is a usage error, before any head is built
     (void)parse_option("--pooling", pooling, [](const std::string& s) {
       return lmembed::pooling::parse_multi_layer_input(s);
     });
   if (opt.steps < 0 || opt.batch < 1 || opt.lr <= 0 || opt.warmup < 0 || opt.chunk < 0)
     throw usage_error("--batch, --lr must be positive; --steps, --warmup, --chunk >= 0");
-  const int threads = static_cast<int>(a.get_int("--threads", 0));
+  // (--heads 0 would divide by zero below, --checkpoint-every 0 in the loop.)
+  for (const auto& n : {a.latents, a.heads, a.head_dim, a.ff_mult, a.checkpoint_every})
+    if (n && *n < 1)
+      throw usage_error(
+          "--latents, --heads, --head-dim, --ff-mult, --checkpoint-every must be >= 1");
+  const int threads = static_cast<int>(a.threads);
   if (threads > 0) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
@@ -262,7 +218,7 @@ int run(std::span<const std::string> argv, RunHead&& run_head) {
   // --steps 0: the initialized, untrained head (a baseline for evaluation).
   auto finish = [&](auto& head) -> int {
     if (opt.steps == 0) {
-      const fs::path out = a.require("--out");
+      const fs::path out = *a.out;
       make_parent(out);
       head.save(out);
       std::cerr << "lmembed train: --steps 0: wrote the untrained head to " << out.string() << "\n";
@@ -270,18 +226,17 @@ int run(std::span<const std::string> argv, RunHead&& run_head) {
     }
     return run_head(head, cache, opt, a);
   };
-  const std::uint64_t init_seed =
-      static_cast<std::uint64_t>(a.get_int("--init-seed", 0)) ^ opt.seed;
+  const std::uint64_t init_seed = static_cast<std::uint64_t>(a.init_seed) ^ opt.seed;
   const std::int64_t d = cache.d();
   auto sizes = [&](auto& c) {
-    if (a.has("--heads")) c.heads = a.get_int("--heads", c.heads);
-    c.head_dim = a.has("--head-dim") ? a.get_int("--head-dim", 0) : (d + c.heads - 1) / c.heads;
-    if (a.has("--latents")) c.n_latents = a.get_int("--latents", c.n_latents);
+    if (a.heads) c.heads = *a.heads;
+    c.head_dim = a.head_dim ? *a.head_dim : (d + c.heads - 1) / c.heads;
+    if (a.latents) c.n_latents = *a.latents;
   };
   if (pooling == "latent") {
     auto c = lmembed::pooling::LatentHead<float>::Config::defaults(d);
     sizes(c);
-    c.mlp_mult = a.get_int("--ff-mult", c.mlp_mult);
+    c.mlp_mult = a.ff_mult.value_or(c.mlp_mult);
     lmembed::pooling::LatentHead<float> head(c);
     head.init(init_seed);
     return finish(head);
@@ -289,7 +244,7 @@ int run(std::span<const std::string> argv, RunHead&& run_head) {
   const auto input = lmembed::pooling::parse_multi_layer_input(pooling);
   auto c = lmembed::pooling::MultiLayerHead<float>::Config::defaults(d, cache.n_layers(), input);
   sizes(c);
-  c.ff_mult = a.get_int("--ff-mult", c.ff_mult);
+  c.ff_mult = a.ff_mult.value_or(c.ff_mult);
   lmembed::pooling::MultiLayerHead<float> head(c);
   head.init(init_seed);
   return finish(head);

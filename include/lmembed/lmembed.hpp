@@ -8,7 +8,7 @@
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/core/batch.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/core/file.hpp"
 #include "lmembed/io/dtype.hpp"
 #include "lmembed/io/tensor_view.hpp"

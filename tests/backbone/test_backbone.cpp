@@ -27,7 +27,7 @@
 
 #include "lmembed/backbone/backbone.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 
 namespace {
 
@@ -68,9 +68,9 @@ struct Golden {
   std::int64_t n_embd = 0;
 };
 
-std::vector<float> floats(const json::Value& a) {
+std::vector<float> floats(const ordered_json& a) {
   std::vector<float> v;
-  for (const auto& x : a.as_array()) v.push_back(static_cast<float>(x.as_double()));
+  for (const auto& x : json::as_array(a)) v.push_back(static_cast<float>(json::as_double(x)));
   return v;
 }
 
@@ -79,18 +79,18 @@ const Golden& golden(const std::string& name) {
   auto it = cache.find(name);
   if (it != cache.end()) return it->second;
   const fs::path p = kData / "golden" / (name + ".json");
-  const json::Value j = json::parse(read_text_file(p), p.string());
+  const ordered_json j = json::parse(read_text_file(p), p.string());
   Golden g;
-  g.n_embd = j.at("dims").at("n_embd").as_int();
-  for (const auto& s : j.at("sentences").as_array()) {
+  g.n_embd = json::get_int(json::at(j, "dims"), "n_embd");
+  for (const auto& s : json::get_array(j, "sentences")) {
     Golden::Sentence out;
-    for (const auto& id : s.at("ids").as_array())
-      out.ids.push_back(static_cast<std::int32_t>(id.as_int()));
-    for (const auto& [k, v] : s.at("embeddings").as_object()) out.emb[k] = floats(v);
-    if (const json::Value* t = s.find("token_states_causal"); t && t->is_array())
-      for (const auto& row : t->as_array()) out.states_causal.push_back(floats(row));
-    if (const json::Value* t = s.find("token_states_noncausal"); t && t->is_array())
-      for (const auto& row : t->as_array()) out.states_noncausal.push_back(floats(row));
+    for (const auto& id : json::get_array(s, "ids"))
+      out.ids.push_back(static_cast<std::int32_t>(json::as_int(id)));
+    for (const auto& [k, v] : json::get_object(s, "embeddings")) out.emb[k] = floats(v);
+    if (const ordered_json* t = json::find(s, "token_states_causal"); t && t->is_array())
+      for (const auto& row : json::as_array(*t)) out.states_causal.push_back(floats(row));
+    if (const ordered_json* t = json::find(s, "token_states_noncausal"); t && t->is_array())
+      for (const auto& row : json::as_array(*t)) out.states_noncausal.push_back(floats(row));
     g.sentences.push_back(std::move(out));
   }
   return cache.emplace(name, std::move(g)).first->second;
@@ -259,18 +259,18 @@ TEST(BackboneLayouts, ShardedSafetensors) {
   fs::create_directories(dir);
   const io::SafetensorsFile whole = io::SafetensorsFile::open(src / "model.safetensors");
   io::SafetensorsWriter shard[2];
-  json::Value map = json::Value::object();
+  ordered_json map = ordered_json::object();
   std::size_t i = 0;
   for (const io::TensorView& t : whole.tensors()) {
     const int which = static_cast<int>(i++ % 2);
     shard[which].add(t.name, t.dtype, t.shape, t.data);
-    map[t.name] = json::Value(which == 0 ? "model-00001-of-00002.safetensors"
-                                         : "model-00002-of-00002.safetensors");
+    map[t.name] = ordered_json(which == 0 ? "model-00001-of-00002.safetensors"
+                                          : "model-00002-of-00002.safetensors");
   }
   shard[0].write(dir / "model-00001-of-00002.safetensors");
   shard[1].write(dir / "model-00002-of-00002.safetensors");
-  json::Value index = json::Value::object();
-  index["metadata"] = json::Value::object();
+  ordered_json index = ordered_json::object();
+  index["metadata"] = ordered_json::object();
   index["weight_map"] = map;
   write_file_atomic(dir / "model.safetensors.index.json", json::dump(index));
   fs::copy_file(src / "config.json", dir / "config.json");
@@ -285,9 +285,9 @@ TEST(BackboneLayouts, ShardedSafetensors) {
             single.forward<attention::causal>(batch, spec).states);
   // A weight_map sending a tensor to the shard that lacks it: format_error naming the tensor.
   const std::string moved = "model.layers.0.mlp.up_proj.weight";
-  const bool in_first = map[moved].as_string() == "model-00001-of-00002.safetensors";
-  map[moved] = json::Value(in_first ? "model-00002-of-00002.safetensors"
-                                    : "model-00001-of-00002.safetensors");
+  const bool in_first = json::as_string(map[moved]) == "model-00001-of-00002.safetensors";
+  map[moved] = ordered_json(in_first ? "model-00002-of-00002.safetensors"
+                                     : "model-00001-of-00002.safetensors");
   index["weight_map"] = map;
   write_file_atomic(dir / "model.safetensors.index.json", json::dump(index));
   try {
@@ -478,11 +478,8 @@ std::string tiny_llama_config() {
 }
 
 TEST(BackboneBadInput, ConfigMissingField) {
-  json::Value cfg = json::parse(tiny_llama_config());
-  json::Object& obj = cfg.as_object();
-  obj.erase(std::remove_if(obj.begin(), obj.end(),
-                           [](const auto& kv) { return kv.first == "num_hidden_layers"; }),
-            obj.end());
+  ordered_json cfg = json::parse(tiny_llama_config());
+  cfg.erase("num_hidden_layers");
   const fs::path dir = hf_copy("missing", json::dump(cfg));
   try {
     (void)Backbone::load(dir);
@@ -494,8 +491,8 @@ TEST(BackboneBadInput, ConfigMissingField) {
 }
 
 TEST(BackboneBadInput, UnsupportedArchitectureListsSupported) {
-  json::Value cfg = json::parse(tiny_llama_config());
-  cfg["model_type"] = json::Value("gpt2");
+  ordered_json cfg = json::parse(tiny_llama_config());
+  cfg["model_type"] = ordered_json("gpt2");
   const fs::path dir = hf_copy("arch", json::dump(cfg));
   try {
     (void)Backbone::load(dir);
@@ -510,8 +507,8 @@ TEST(BackboneBadInput, UnsupportedArchitectureListsSupported) {
 
 TEST(BackboneBadInput, WrongTensorShapeAndMissingTensor) {
   // Config says a wider FFN than the tensors hold: the first FFN tensor is named.
-  json::Value cfg = json::parse(tiny_llama_config());
-  cfg["intermediate_size"] = json::Value(700);
+  ordered_json cfg = json::parse(tiny_llama_config());
+  cfg["intermediate_size"] = ordered_json(700);
   fs::path dir = hf_copy("shape", json::dump(cfg));
   try {
     (void)Backbone::load(dir);
@@ -523,7 +520,7 @@ TEST(BackboneBadInput, WrongTensorShapeAndMissingTensor) {
   fs::remove_all(dir);
   // One layer more than the file holds: the missing tensor is named.
   cfg = json::parse(tiny_llama_config());
-  cfg["num_hidden_layers"] = json::Value(5);
+  cfg["num_hidden_layers"] = ordered_json(5);
   dir = hf_copy("missing_tensor", json::dump(cfg));
   try {
     (void)Backbone::load(dir);

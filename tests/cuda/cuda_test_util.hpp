@@ -13,7 +13,7 @@
 
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 
 namespace cuda_test {
 
@@ -35,16 +35,17 @@ inline const Golden& golden(const std::string& name) {
   static std::map<std::string, Golden> cache;
   if (auto it = cache.find(name); it != cache.end()) return it->second;
   const fs::path p = kData / "golden" / (name + ".json");
-  const lmembed::json::Value j = lmembed::json::parse(lmembed::read_text_file(p), p.string());
+  const lmembed::ordered_json j = lmembed::json::parse(lmembed::read_text_file(p), p.string());
   Golden g;
-  g.n_embd = j.at("dims").at("n_embd").as_int();
-  for (const auto& s : j.at("sentences").as_array()) {
+  g.n_embd = lmembed::json::get_int(lmembed::json::at(j, "dims"), "n_embd");
+  for (const auto& s : lmembed::json::get_array(j, "sentences")) {
     Golden::Sentence out;
-    for (const auto& id : s.at("ids").as_array())
-      out.ids.push_back(static_cast<std::int32_t>(id.as_int()));
-    for (const auto& [k, v] : s.at("embeddings").as_object()) {
+    for (const auto& id : lmembed::json::get_array(s, "ids"))
+      out.ids.push_back(static_cast<std::int32_t>(lmembed::json::as_int(id)));
+    for (const auto& [k, v] : lmembed::json::get_object(s, "embeddings")) {
       std::vector<float> f;
-      for (const auto& x : v.as_array()) f.push_back(static_cast<float>(x.as_double()));
+      for (const auto& x : lmembed::json::as_array(v))
+        f.push_back(static_cast<float>(lmembed::json::as_double(x)));
       out.emb[k] = std::move(f);
     }
     g.sentences.push_back(std::move(out));

@@ -10,35 +10,36 @@
 #include <vector>
 
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/eval/eval.hpp"
 #include "lmembed/io/npy.hpp"
 
 namespace {
 
-using lmembed::json::Value;
+using lmembed::ordered_json;
+namespace json = lmembed::json;
 
-std::vector<double> doubles(const Value& v) {
+std::vector<double> doubles(const ordered_json& v) {
   std::vector<double> out;
-  for (const auto& x : v.as_array()) out.push_back(x.as_double());
+  for (const auto& x : json::as_array(v)) out.push_back(json::as_double(x));
   return out;
 }
-std::vector<std::int64_t> ints(const Value& v) {
+std::vector<std::int64_t> ints(const ordered_json& v) {
   std::vector<std::int64_t> out;
-  for (const auto& x : v.as_array()) out.push_back(x.as_int());
+  for (const auto& x : json::as_array(v)) out.push_back(json::as_int(x));
   return out;
 }
-Value num(double x) {
-  return std::isfinite(x) ? Value(x) : Value();
+ordered_json num(double x) {
+  return std::isfinite(x) ? ordered_json(x) : ordered_json();
 }
 
-Value run_case(const Value& c) {
+ordered_json run_case(const ordered_json& c) {
   namespace ev = lmembed::eval;
-  const std::string op = c.at("op").as_string();
-  Value r = Value::object();
+  const std::string op = json::get_string(c, "op");
+  ordered_json r = ordered_json::object();
   r["op"] = op;
   if (op == "corr") {
-    const auto x = doubles(c.at("x")), y = doubles(c.at("y"));
+    const auto x = doubles(json::at(c, "x")), y = doubles(json::at(c, "y"));
     r["spearman"] = num(ev::spearman(x, y));
     r["pearson"] = num(ev::pearson(x, y));
     const auto t = ev::spearman_terms(x, y);
@@ -46,47 +47,47 @@ Value run_case(const Value& c) {
     for (double a : t) m += a;
     r["spearman_terms_mean"] = num(m / static_cast<double>(t.size()));
   } else if (op == "wilcoxon") {
-    const auto x = doubles(c.at("x")), y = doubles(c.at("y"));
+    const auto x = doubles(json::at(c, "x")), y = doubles(json::at(c, "y"));
     ev::WilcoxonOptions o;
-    const std::string zm = c.at("zero_method").as_string();
+    const std::string zm = json::get_string(c, "zero_method");
     o.zero_method = zm == "wilcox"  ? ev::ZeroMethod::wilcox
                     : zm == "pratt" ? ev::ZeroMethod::pratt
                                     : ev::ZeroMethod::zsplit;
-    o.alternative = ev::parse_alternative(c.at("alternative").as_string());
-    const std::string m = c.at("method").as_string();
+    o.alternative = ev::parse_alternative(json::get_string(c, "alternative"));
+    const std::string m = json::get_string(c, "method");
     o.method = m == "auto"    ? ev::WilcoxonMethod::automatic
                : m == "exact" ? ev::WilcoxonMethod::exact
                               : ev::WilcoxonMethod::approx;
-    o.correction = c.at("correction").as_bool();
+    o.correction = json::get_bool(c, "correction");
     const auto w = ev::wilcoxon(x, y, o);
     r["statistic"] = num(w.statistic);
     r["pvalue"] = num(w.pvalue);
     r["exact"] = w.exact;
   } else if (op == "vmeasure") {
-    const auto a = ints(c.at("a")), b = ints(c.at("b"));
+    const auto a = ints(json::at(c, "a")), b = ints(json::at(c, "b"));
     const auto v = ev::v_measure(a, b);
     r["homogeneity"] = num(v.homogeneity);
     r["completeness"] = num(v.completeness);
     r["v_measure"] = num(v.v_measure);
   } else if (op == "pairs") {
-    const auto s = doubles(c.at("scores"));
+    const auto s = doubles(json::at(c, "scores"));
     std::vector<int> l;
-    for (auto v : ints(c.at("labels"))) l.push_back(static_cast<int>(v));
+    for (auto v : ints(json::at(c, "labels"))) l.push_back(static_cast<int>(v));
     const auto m = ev::pair_classification(s, l);
     r["ap"] = num(m.ap);
     r["accuracy"] = num(m.accuracy);
     r["f1"] = num(m.f1);
   } else if (op == "kmeans") {
     // Mean V-measure over seeds of our mini-batch k-means on the rows of an .npy file.
-    const lmembed::Matrix X = lmembed::io::read_npy(c.at("npy").as_string()).to_matrix();
-    const auto y = ints(c.at("labels"));
+    const lmembed::Matrix X = lmembed::io::read_npy(json::get_string(c, "npy")).to_matrix();
+    const auto y = ints(json::at(c, "labels"));
     double sum = 0;
-    const auto seeds = c.at("seeds").as_int();
-    Value per = Value::array();
+    const auto seeds = json::get_int(c, "seeds");
+    ordered_json per = ordered_json::array();
     for (std::int64_t s = 0; s < seeds; ++s) {
       ev::KMeansOptions o;
-      o.n_clusters = c.at("k").as_int();
-      o.batch_size = c.at("batch_size").as_int();
+      o.n_clusters = json::get_int(c, "k");
+      o.batch_size = json::get_int(c, "batch_size");
       o.seed = static_cast<std::uint64_t>(s);
       const auto km = ev::minibatch_kmeans(X, o);
       const double v = ev::v_measure(y, km.labels).v_measure;
@@ -96,9 +97,9 @@ Value run_case(const Value& c) {
     r["v_measure"] = sum / static_cast<double>(seeds);
     r["runs"] = std::move(per);
   } else if (op == "logreg") {
-    const lmembed::Matrix Xtr = lmembed::io::read_npy(c.at("train_npy").as_string()).to_matrix();
-    const lmembed::Matrix Xte = lmembed::io::read_npy(c.at("test_npy").as_string()).to_matrix();
-    const auto ytr = ints(c.at("train_labels")), yte = ints(c.at("test_labels"));
+    const lmembed::Matrix Xtr = lmembed::io::read_npy(json::get_string(c, "train_npy")).to_matrix();
+    const lmembed::Matrix Xte = lmembed::io::read_npy(json::get_string(c, "test_npy")).to_matrix();
+    const auto ytr = ints(json::at(c, "train_labels")), yte = ints(json::at(c, "test_labels"));
     ev::LogisticRegression clf;
     clf.fit(Xtr, ytr);
     const auto pred = clf.predict(Xte);
@@ -121,10 +122,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const Value cases = lmembed::json::parse(lmembed::read_text_file(argv[1]), argv[1]);
-    Value out = Value::array();
-    for (const auto& c : cases.as_array()) out.push_back(run_case(c));
-    std::cout << lmembed::json::dump(out) << "\n";
+    const ordered_json cases = json::parse(lmembed::read_text_file(argv[1]), argv[1]);
+    ordered_json out = ordered_json::array();
+    for (const auto& c : json::as_array(cases)) out.push_back(run_case(c));
+    std::cout << json::dump(out) << "\n";
   } catch (const std::exception& e) {
     std::cerr << "eval_ref_tool: " << e.what() << "\n";
     return 1;

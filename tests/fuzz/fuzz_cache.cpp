@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string index(p[0]);
   if ((flags & 1) && p.size() > 2) {
     try {
-      lmembed::json::Value v = lmembed::json::parse(index, "index.json");
+      lmembed::ordered_json v = lmembed::json::parse(index, "index.json");
       if (v.is_object()) {
         v["texts_checksum"] = train::to_hex(train::detail::checksum_of(p[1]));
         v["examples_checksum"] = train::to_hex(train::detail::checksum_of(p[2]));

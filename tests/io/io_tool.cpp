@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/io/npy.hpp"
 #include "lmembed/io/safetensors.hpp"
@@ -25,7 +25,7 @@ using namespace lmembed::io;
 
 namespace {
 
-std::vector<std::byte> encode(DType t, const json::Array& values) {
+std::vector<std::byte> encode(DType t, const ordered_json::array_t& values) {
   std::vector<std::byte> out;
   auto put = [&](auto v) {
     const auto* p = reinterpret_cast<const std::byte*>(&v);
@@ -34,31 +34,31 @@ std::vector<std::byte> encode(DType t, const json::Array& values) {
   for (const auto& v : values) {
     switch (t) {
       case DType::f32:
-        put(static_cast<float>(v.as_double()));
+        put(static_cast<float>(json::as_double(v)));
         break;
       case DType::f64:
-        put(v.as_double());
+        put(json::as_double(v));
         break;
       case DType::f16:
-        put(float_to_half(static_cast<float>(v.as_double())));
+        put(float_to_half(static_cast<float>(json::as_double(v))));
         break;
       case DType::bf16:
-        put(float_to_bf16(static_cast<float>(v.as_double())));
+        put(float_to_bf16(static_cast<float>(json::as_double(v))));
         break;
       case DType::i8:
-        put(static_cast<std::int8_t>(v.as_int()));
+        put(static_cast<std::int8_t>(json::as_int(v)));
         break;
       case DType::u8:
-        put(static_cast<std::uint8_t>(v.as_int()));
+        put(static_cast<std::uint8_t>(json::as_int(v)));
         break;
       case DType::i16:
-        put(static_cast<std::int16_t>(v.as_int()));
+        put(static_cast<std::int16_t>(json::as_int(v)));
         break;
       case DType::i32:
-        put(static_cast<std::int32_t>(v.as_int()));
+        put(static_cast<std::int32_t>(json::as_int(v)));
         break;
       case DType::i64:
-        put(static_cast<std::int64_t>(v.as_int()));
+        put(static_cast<std::int64_t>(json::as_int(v)));
         break;
       default:
         throw config_error(std::string("io_tool: ") + to_string(t) + " is not writable");
@@ -67,63 +67,65 @@ std::vector<std::byte> encode(DType t, const json::Array& values) {
   return out;
 }
 
-json::Value decode(const TensorView& t) {
-  json::Value values = json::Value::array();
+ordered_json decode(const TensorView& t) {
+  ordered_json values = ordered_json::array();
   const std::byte* p = t.data.data();
   const auto n = static_cast<std::size_t>(t.numel());
   for (std::size_t i = 0; i < n; ++i) {
     switch (t.dtype) {
       case DType::f32:
-        values.push_back(json::Value(io::detail::load_le<float>(p + 4 * i)));
+        values.push_back(ordered_json(io::detail::load_le<float>(p + 4 * i)));
         break;
       case DType::f64:
-        values.push_back(json::Value(io::detail::load_le<double>(p + 8 * i)));
+        values.push_back(ordered_json(io::detail::load_le<double>(p + 8 * i)));
         break;
       case DType::f16:
-        values.push_back(json::Value(half_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
+        values.push_back(
+            ordered_json(half_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
         break;
       case DType::bf16:
-        values.push_back(json::Value(bf16_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
+        values.push_back(
+            ordered_json(bf16_to_float(io::detail::load_le<std::uint16_t>(p + 2 * i))));
         break;
       case DType::i8:
-        values.push_back(json::Value(static_cast<int>(static_cast<std::int8_t>(p[i]))));
+        values.push_back(ordered_json(static_cast<int>(static_cast<std::int8_t>(p[i]))));
         break;
       case DType::u8:
-        values.push_back(json::Value(static_cast<int>(static_cast<std::uint8_t>(p[i]))));
+        values.push_back(ordered_json(static_cast<int>(static_cast<std::uint8_t>(p[i]))));
         break;
       case DType::i16:
         values.push_back(
-            json::Value(static_cast<int>(io::detail::load_le<std::int16_t>(p + 2 * i))));
+            ordered_json(static_cast<int>(io::detail::load_le<std::int16_t>(p + 2 * i))));
         break;
       case DType::i32:
-        values.push_back(json::Value(io::detail::load_le<std::int32_t>(p + 4 * i)));
+        values.push_back(ordered_json(io::detail::load_le<std::int32_t>(p + 4 * i)));
         break;
       case DType::i64:
         values.push_back(
-            json::Value(static_cast<long long>(io::detail::load_le<std::int64_t>(p + 8 * i))));
+            ordered_json(static_cast<long long>(io::detail::load_le<std::int64_t>(p + 8 * i))));
         break;
       default:  // quantized: only as_float
         break;
     }
   }
-  json::Value out = json::Value::object();
+  ordered_json out = ordered_json::object();
   out["name"] = t.name;
   out["dtype"] = to_string(t.dtype);
-  json::Value shape = json::Value::array();
-  for (auto d : t.shape) shape.push_back(json::Value(static_cast<long long>(d)));
+  ordered_json shape = ordered_json::array();
+  for (auto d : t.shape) shape.push_back(ordered_json(static_cast<long long>(d)));
   out["shape"] = std::move(shape);
   out["values"] = std::move(values);
   // A second, independent path: the float conversion every model loader uses.
-  json::Value floats = json::Value::array();
+  ordered_json floats = ordered_json::array();
   const Matrix m = to_matrix(t);
-  for (Eigen::Index i = 0; i < m.size(); ++i) floats.push_back(json::Value(m.data()[i]));
+  for (Eigen::Index i = 0; i < m.size(); ++i) floats.push_back(ordered_json(m.data()[i]));
   out["as_float"] = std::move(floats);
   return out;
 }
 
-Shape shape_of(const json::Value& s) {
+Shape shape_of(const ordered_json& s) {
   Shape out;
-  for (const auto& d : s.as_array()) out.push_back(d.as_int());
+  for (const auto& d : json::as_array(s)) out.push_back(json::as_int(d));
   return out;
 }
 
@@ -138,22 +140,22 @@ int dump_gguf(const std::filesystem::path& in, const std::filesystem::path& dir,
     for (const auto& t : f.tensors()) todo.push_back(&t);
   for (const auto& n : names) todo.push_back(&f.tensor(n));
   std::filesystem::create_directories(dir);
-  json::Value tensors = json::Value::array();
+  ordered_json tensors = ordered_json::array();
   for (const TensorView* t : todo) {
     std::vector<float> v(static_cast<std::size_t>(t->numel()));
     to_float(*t, v);
     write_npy(dir / (t->name + ".npy"), DType::f32, t->shape,
               std::span<const std::byte>(reinterpret_cast<const std::byte*>(v.data()),
                                          v.size() * sizeof(float)));
-    json::Value e = json::Value::object();
+    ordered_json e = ordered_json::object();
     e["name"] = t->name;
     e["dtype"] = to_string(t->dtype);
-    json::Value shape = json::Value::array();
-    for (auto d : t->shape) shape.push_back(json::Value(static_cast<long long>(d)));
+    ordered_json shape = ordered_json::array();
+    for (auto d : t->shape) shape.push_back(ordered_json(static_cast<long long>(d)));
     e["shape"] = std::move(shape);
     tensors.push_back(std::move(e));
   }
-  json::Value out = json::Value::object();
+  ordered_json out = ordered_json::object();
   out["tensors"] = std::move(tensors);
   std::cout << json::dump(out) << "\n";
   return 0;
@@ -178,30 +180,30 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "write-safetensors" || cmd == "write-npy") {
       const std::string text((std::istreambuf_iterator<char>(std::cin)), {});
-      const json::Value spec = json::parse(text, "<stdin>");
+      const ordered_json spec = json::parse(text, "<stdin>");
       if (cmd == "write-npy") {
-        const auto& t = spec.at("tensors").at(0);
-        const DType dt = parse_dtype(t.at("dtype").as_string());
-        const auto bytes = encode(dt, t.at("values").as_array());
-        write_npy(path, dt, shape_of(t.at("shape")), bytes);
+        const auto& t = json::at(json::at(spec, "tensors"), 0);
+        const DType dt = parse_dtype(json::get_string(t, "dtype"));
+        const auto bytes = encode(dt, json::get_array(t, "values"));
+        write_npy(path, dt, shape_of(json::at(t, "shape")), bytes);
         return 0;
       }
       SafetensorsWriter w;
-      for (const auto& t : spec.at("tensors").as_array()) {
-        const DType dt = parse_dtype(t.at("dtype").as_string());
-        const auto bytes = encode(dt, t.at("values").as_array());
-        w.add(t.at("name").as_string(), dt, shape_of(t.at("shape")), bytes);
+      for (const auto& t : json::get_array(spec, "tensors")) {
+        const DType dt = parse_dtype(json::get_string(t, "dtype"));
+        const auto bytes = encode(dt, json::get_array(t, "values"));
+        w.add(json::get_string(t, "name"), dt, shape_of(json::at(t, "shape")), bytes);
       }
-      if (const json::Value* m = spec.find("metadata"))
-        for (const auto& [k, v] : m->as_object()) w.set_metadata(k, v.as_string());
+      if (const ordered_json* m = json::find(spec, "metadata"))
+        for (const auto& [k, v] : json::as_object(*m)) w.set_metadata(k, json::as_string(v));
       w.write(path);
       return 0;
     }
-    json::Value out = json::Value::object();
-    json::Value tensors = json::Value::array();
+    ordered_json out = ordered_json::object();
+    ordered_json tensors = ordered_json::array();
     if (cmd == "read-safetensors") {
       const auto f = SafetensorsFile::open(path);
-      json::Value meta = json::Value::object();
+      ordered_json meta = ordered_json::object();
       for (const auto& [k, v] : f.metadata()) meta[k] = v;
       out["metadata"] = std::move(meta);
       for (const auto& t : f.tensors()) tensors.push_back(decode(t));

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/gguf.hpp"
 
 namespace fs = std::filesystem;
@@ -27,57 +27,57 @@ std::string base_name(const std::string& tensor) {
 /// Checks one model GGUF against its golden JSON; returns the model's path.
 fs::path check_model(const fs::path& golden_json) {
   SCOPED_TRACE(golden_json.string());
-  const json::Value g = json::parse(read_text_file(golden_json), golden_json.string());
-  std::string rel = g.at("model_path").as_string();
+  const ordered_json g = json::parse(read_text_file(golden_json), golden_json.string());
+  std::string rel = json::get_string(g, "model_path");
   const std::string prefix = "shared/data/";
   if (rel.rfind(prefix, 0) == 0) rel = rel.substr(prefix.size());
   const fs::path path = all_gguf_data_dir / rel;
   const auto f = GgufFile::open(path);
-  const json::Value& d = g.at("dims");
-  const std::string arch = g.at("arch").as_string();
+  const ordered_json& d = json::at(g, "dims");
+  const std::string arch = json::get_string(g, "arch");
   EXPECT_EQ(f.get_as<std::string>("general.architecture"), arch);
-  const auto n_vocab = d.at("n_vocab").as_int();
-  const auto n_embd = d.at("n_embd").as_int();
-  const auto n_layer = d.at("n_layer").as_int();
-  const auto n_head = d.at("n_head").as_int();
-  const auto n_head_kv = d.at("n_head_kv").as_int();
-  const auto head_dim = d.at("head_dim").as_int();
-  const auto n_ff = d.at("n_ff").as_int();
+  const auto n_vocab = json::get_int(d, "n_vocab");
+  const auto n_embd = json::get_int(d, "n_embd");
+  const auto n_layer = json::get_int(d, "n_layer");
+  const auto n_head = json::get_int(d, "n_head");
+  const auto n_head_kv = json::get_int(d, "n_head_kv");
+  const auto head_dim = json::get_int(d, "head_dim");
+  const auto n_ff = json::get_int(d, "n_ff");
   EXPECT_EQ(static_cast<std::int64_t>(f.get("tokenizer.ggml.tokens").size()), n_vocab);
   EXPECT_EQ(f.get_as<std::int64_t>(arch + ".embedding_length"), n_embd);
   EXPECT_EQ(f.get_as<std::int64_t>(arch + ".block_count"), n_layer);
   EXPECT_EQ(f.get_as<std::int64_t>(arch + ".attention.head_count"), n_head);
   EXPECT_EQ(f.get_as<std::int64_t>(arch + ".attention.head_count_kv"), n_head_kv);
   EXPECT_EQ(f.get_as<std::int64_t>(arch + ".feed_forward_length"), n_ff);
-  EXPECT_EQ(f.get_as<std::int64_t>(arch + ".context_length"), d.at("n_ctx_train").as_int());
+  EXPECT_EQ(f.get_as<std::int64_t>(arch + ".context_length"), json::get_int(d, "n_ctx_train"));
   EXPECT_EQ(f.get_as<float>(arch + ".attention.layer_norm_rms_epsilon"),
-            static_cast<float>(d.at("rms_norm_eps").as_double()));
-  EXPECT_EQ(f.has(arch + ".rope.freq_base"), d.at("rope_freq_base_in_gguf").as_bool());
+            static_cast<float>(json::get_double(d, "rms_norm_eps")));
+  EXPECT_EQ(f.has(arch + ".rope.freq_base"), json::get_bool(d, "rope_freq_base_in_gguf"));
   if (f.has(arch + ".rope.freq_base")) {
-    EXPECT_EQ(f.get_as<double>(arch + ".rope.freq_base"), d.at("rope_freq_base").as_double());
+    EXPECT_EQ(f.get_as<double>(arch + ".rope.freq_base"), json::get_double(d, "rope_freq_base"));
   }
-  const bool tied = d.at("tied_output").as_bool();
-  const bool bias = d.at("qkv_bias").as_bool();
+  const bool tied = json::get_bool(d, "tied_output");
+  const bool bias = json::get_bool(d, "qkv_bias");
   EXPECT_EQ(f.find_tensor("output.weight") == nullptr, tied);
   EXPECT_EQ(f.find_tensor("blk.0.attn_q.bias") != nullptr, bias);
   EXPECT_EQ(static_cast<std::int64_t>(f.tensors().size()),
             (tied ? 2 : 3) + n_layer * (bias ? 12 : 9));
 
   // Types: per tensor family and in total, as llama.cpp reported them.
-  const json::Value& by_name = g.at("tensor_types_by_name");
+  const ordered_json& by_name = json::at(g, "tensor_types_by_name");
   std::map<std::string, std::int64_t> counts;
   for (const TensorView& t : f.tensors()) {
     ++counts[to_string(t.dtype)];
-    const json::Value* allowed = by_name.find(base_name(t.name));
+    const ordered_json* allowed = json::find(by_name, base_name(t.name));
     EXPECT_NE(allowed, nullptr) << t.name;
     if (!allowed) continue;
     bool ok = false;
-    for (const auto& a : allowed->as_array()) ok |= a.as_string() == to_string(t.dtype);
+    for (const auto& a : json::as_array(*allowed)) ok |= json::as_string(a) == to_string(t.dtype);
     EXPECT_TRUE(ok) << t.name << " is " << to_string(t.dtype);
     EXPECT_EQ(t.data.size(), static_cast<std::size_t>(*byte_size(t.dtype, t.numel()))) << t.name;
   }
-  for (const auto& [type, n] : g.at("tensor_types").as_object())
-    EXPECT_EQ(counts[type], n.as_int()) << type;
+  for (const auto& [type, n] : json::get_object(g, "tensor_types"))
+    EXPECT_EQ(counts[type], json::as_int(n)) << type;
 
   // Shapes, outermost first ([out, in] like PyTorch).
   const auto shape = [&](const std::string& name, Shape s) {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/encoder.hpp"
 
 using namespace lmembed;
@@ -18,17 +18,17 @@ namespace {
 
 const fs::path kData = LMEMBED_DATA_DIR;
 
-json::Value load_golden(const std::string& name) {
+ordered_json load_golden(const std::string& name) {
   const fs::path p = kData / "golden" / name;
   return json::parse(read_text_file(p), p.string());
 }
 
 /// max |a - b| / max |b| over a row.
-float rel_err(const RowVector& a, const json::Value& ref) {
-  const auto& arr = ref.as_array();
+float rel_err(const RowVector& a, const ordered_json& ref) {
+  const auto& arr = json::as_array(ref);
   float diff = 0, scale = 0;
   for (std::size_t i = 0; i < arr.size(); ++i) {
-    const float r = static_cast<float>(arr[i].as_double());
+    const float r = static_cast<float>(json::as_double(arr[i]));
     diff = std::max(diff, std::abs(a(static_cast<Eigen::Index>(i)) - r));
     scale = std::max(scale, std::abs(r));
   }
@@ -36,15 +36,16 @@ float rel_err(const RowVector& a, const json::Value& ref) {
 }
 
 template <class Enc>
-void check_against_golden(Enc& enc, const json::Value& g, const std::string& mode, int n) {
-  const auto& sents = g.at("sentences").as_array();
+void check_against_golden(Enc& enc, const ordered_json& g, const std::string& mode, int n) {
+  const auto& sents = json::get_array(g, "sentences");
   std::vector<std::string> texts;
   for (int i = 0; i < n; ++i)
-    texts.push_back(sents[static_cast<std::size_t>(i)].at("text").as_string());
+    texts.push_back(json::get_string(sents[static_cast<std::size_t>(i)], "text"));
   const Matrix e = enc.encode(texts);
   ASSERT_EQ(e.rows(), n);
   for (int i = 0; i < n; ++i)
-    EXPECT_LE(rel_err(e.row(i), sents[static_cast<std::size_t>(i)].at("embeddings").at(mode)),
+    EXPECT_LE(rel_err(e.row(i),
+                      json::at(json::at(sents[static_cast<std::size_t>(i)], "embeddings"), mode)),
               1e-4f)
         << mode << " sentence " << i;
 }
@@ -53,7 +54,7 @@ void check_against_golden(Enc& enc, const json::Value& g, const std::string& mod
 
 TEST(Encoder, EosAndMeanMatchLlamaCpp) {
   // tiny-llama adds BOS and EOS (its GGUF flags), as llama.cpp did for the goldens.
-  const json::Value g = load_golden("tiny-llama.json");
+  const ordered_json g = load_golden("tiny-llama.json");
   EncoderOptions o;
   o.normalize = false;
   auto last = Encoder<attention::causal, pooling::eos>::load(

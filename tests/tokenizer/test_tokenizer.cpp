@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
 
@@ -181,17 +181,17 @@ TEST(TokenizerGoldens, Stories260KAndTinyModels) {
   for (const auto& [json_name, model] : cases) {
     const auto g = lmembed::json::parse(slurp(kData / "golden" / json_name), json_name);
     const Tokenizer tok = Tokenizer::load(kData / model);
-    EXPECT_EQ(tok.add_bos(), g.at("add_bos").as_bool()) << json_name;
-    EXPECT_EQ(tok.add_eos(), g.at("add_eos").as_bool()) << json_name;
+    EXPECT_EQ(tok.add_bos(), lmembed::json::get_bool(g, "add_bos")) << json_name;
+    EXPECT_EQ(tok.add_eos(), lmembed::json::get_bool(g, "add_eos")) << json_name;
     std::size_t n = 0;
-    for (const auto& s : g.at("sentences").as_array()) {
+    for (const auto& s : lmembed::json::get_array(g, "sentences")) {
       std::vector<std::int32_t> want;
-      for (const auto& x : s.at("ids").as_array())
-        want.push_back(static_cast<std::int32_t>(x.as_int()));
+      for (const auto& x : lmembed::json::get_array(s, "ids"))
+        want.push_back(static_cast<std::int32_t>(lmembed::json::as_int(x)));
       EncodeOptions opt;
       opt.parse_special = true;
-      const auto got = tok.encode(s.at("text").as_string(), opt);
-      EXPECT_EQ(got, want) << json_name << ": '" << s.at("text").as_string() << "'";
+      const auto got = tok.encode(lmembed::json::get_string(s, "text"), opt);
+      EXPECT_EQ(got, want) << json_name << ": '" << lmembed::json::get_string(s, "text") << "'";
       ++n;
     }
     EXPECT_EQ(n, 44u) << json_name;

@@ -241,19 +241,19 @@ TEST(Cache, ResumesFromTheProgressFilesOfAnUnfinishedMultiRankRun) {
   TempDir dir("cache");
   train::build_cache(dir.path, data, fake_tokenize, capture_fn(spec), options(spec));
   const std::string complete_index = read_text_file(dir.path / "index.json");
-  json::Value idx = json::parse(complete_index);
-  auto& shards = idx["shards"].as_array();
+  ordered_json idx = json::parse(complete_index);
+  auto& shards = idx["shards"].get_ref<ordered_json::array_t&>();
   ASSERT_GE(shards.size(), 4u);
-  json::Value p0 = json::Value::object(), p1 = json::Value::object();
-  p0["shards"] = json::Value::array();
-  p1["shards"] = json::Value::array();
+  ordered_json p0 = ordered_json::object(), p1 = ordered_json::object();
+  p0["shards"] = ordered_json::array();
+  p1["shards"] = ordered_json::array();
   for (std::size_t k = 1; k < shards.size(); ++k) {  // shard 0 was in progress
-    json::Value e = json::Value::object();
+    ordered_json e = ordered_json::object();
     e["shard"] = std::int64_t(k);
-    e["checksum"] = shards[k].at("checksum");
+    e["checksum"] = json::at(shards[k], "checksum");
     (k % 2 ? p1 : p0)["shards"].push_back(e);
   }
-  for (auto& s : shards) s["checksum"] = json::Value();
+  for (auto& s : shards) s["checksum"] = ordered_json();
   idx["complete"] = false;
   write_file_atomic(dir.path / "index.json", std::string_view(json::dump(idx, 1) + "\n"));
   write_file_atomic(dir.path / "progress-0.json", std::string_view(json::dump(p0)));

@@ -28,7 +28,7 @@
 #include "lmembed/backbone/qgemm.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/io/safetensors.hpp"
@@ -193,21 +193,28 @@ inline std::pair<ModelConfig, ModelWeights> load_gguf_weights(
 
 /// The model config of a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
 /// Qwen2ForCausalLM); config_error naming the file and the missing or unsupported field.
-inline ModelConfig config_from_hf(const json::Value& j, const std::string& src) {
-  auto need = [&](const char* key) -> const json::Value& {
-    const json::Value* v = j.find(key);
-    if (!v || v->is_null()) throw config_error(src + ": missing field '" + key + "'");
-    return *v;
-  };
-  auto opt = [&](const char* key) -> const json::Value* {
-    const json::Value* v = j.find(key);
+inline ModelConfig config_from_hf(const ordered_json& j, const std::string& src) {
+  if (!j.is_object())
+    throw config_error(src + ": expected a JSON object, got " + json::type_name(j));
+  auto opt = [&](const char* key) -> const ordered_json* {
+    const ordered_json* v = json::find(j, key);
     return v && !v->is_null() ? v : nullptr;
   };
+  auto need = [&](const char* key) -> const ordered_json& {
+    if (const ordered_json* v = opt(key)) return *v;
+    throw config_error(src + ": missing field '" + key + "'");
+  };
+  auto need_int = [&](const char* key) { return json::as_int(need(key), src, key); };
+  auto opt_bool = [&](const char* key) {
+    const ordered_json* v = opt(key);
+    return v && json::as_bool(*v, src, key);
+  };
   std::string type;
-  if (const json::Value* mt = opt("model_type")) type = detail::lower(mt->as_string());
+  if (const ordered_json* mt = opt("model_type"))
+    type = detail::lower(json::as_string(*mt, src, "model_type"));
   if (type.empty())
-    if (const json::Value* a = opt("architectures"); a && a->is_array() && !a->as_array().empty()) {
-      const std::string name = a->as_array().front().as_string();
+    if (const ordered_json* a = opt("architectures"); a && a->is_array() && !a->empty()) {
+      const std::string name = json::as_string(a->front(), src, "architectures");
       type = name == "LlamaForCausalLM"     ? "llama"
              : name == "MistralForCausalLM" ? "mistral"
              : name == "Qwen2ForCausalLM"   ? "qwen2"
@@ -224,32 +231,36 @@ inline ModelConfig config_from_hf(const json::Value& j, const std::string& src) 
                        "' (supported: llama, mistral, qwen2)");
   }
   c.rope_style = RopeStyle::neox;  // HF checkpoints use rotate_half
-  c.d_model = need("hidden_size").as_int();
-  c.d_ff = need("intermediate_size").as_int();
-  c.n_layers = need("num_hidden_layers").as_int();
-  c.n_heads = need("num_attention_heads").as_int();
-  c.n_vocab = need("vocab_size").as_int();
-  c.n_kv_heads = opt("num_key_value_heads") ? opt("num_key_value_heads")->as_int() : c.n_heads;
-  c.head_dim =
-      opt("head_dim") ? opt("head_dim")->as_int() : (c.n_heads > 0 ? c.d_model / c.n_heads : 0);
-  c.rms_eps = static_cast<float>(need("rms_norm_eps").as_double());
-  c.rope_theta = opt("rope_theta") ? static_cast<float>(opt("rope_theta")->as_double()) : 10000.0f;
-  c.n_ctx = need("max_position_embeddings").as_int();
-  c.tied_output = opt("tie_word_embeddings") ? opt("tie_word_embeddings")->as_bool() : false;
-  if (const json::Value* act = opt("hidden_act"); act && act->as_string() != "silu")
-    throw config_error(src + ": hidden_act '" + act->as_string() + "' is not supported (silu)");
+  c.d_model = need_int("hidden_size");
+  c.d_ff = need_int("intermediate_size");
+  c.n_layers = need_int("num_hidden_layers");
+  c.n_heads = need_int("num_attention_heads");
+  c.n_vocab = need_int("vocab_size");
+  c.n_kv_heads = opt("num_key_value_heads")
+                     ? json::as_int(*opt("num_key_value_heads"), src, "num_key_value_heads")
+                     : c.n_heads;
+  c.head_dim = opt("head_dim") ? json::as_int(*opt("head_dim"), src, "head_dim")
+                               : (c.n_heads > 0 ? c.d_model / c.n_heads : 0);
+  c.rms_eps = static_cast<float>(json::as_double(need("rms_norm_eps"), src, "rms_norm_eps"));
+  c.rope_theta = opt("rope_theta")
+                     ? static_cast<float>(json::as_double(*opt("rope_theta"), src, "rope_theta"))
+                     : 10000.0f;
+  c.n_ctx = need_int("max_position_embeddings");
+  c.tied_output = opt_bool("tie_word_embeddings");
+  if (const ordered_json* act = opt("hidden_act");
+      act && json::as_string(*act, src, "hidden_act") != "silu")
+    throw config_error(src + ": hidden_act '" + act->get_ref<const std::string&>() +
+                       "' is not supported (silu)");
   if (opt("rope_scaling")) throw config_error(src + ": rope_scaling is not supported");
-  if (const json::Value* mb = opt("mlp_bias"); mb && mb->as_bool())
-    throw config_error(src + ": mlp_bias is not supported");
+  if (opt_bool("mlp_bias")) throw config_error(src + ": mlp_bias is not supported");
   c.qkv_bias = c.arch == "qwen2";
-  if (const json::Value* ab = opt("attention_bias"); ab && ab->as_bool() && c.arch == "llama")
+  if (opt_bool("attention_bias") && c.arch == "llama")
     throw config_error(src + ": attention_bias (an o_proj bias) is not supported");
   // Mistral's sliding window changes nothing for sequences that fit in it: cap n_ctx there so
   // longer ones are refused (or truncated) instead of silently computed with full attention.
-  const bool sliding =
-      c.arch == "llama" || (opt("use_sliding_window") && opt("use_sliding_window")->as_bool());
-  if (const json::Value* sw = opt("sliding_window"); sw && sliding && sw->is_number())
-    c.n_ctx = std::min(c.n_ctx, sw->as_int());
+  const bool sliding = c.arch == "llama" || opt_bool("use_sliding_window");
+  if (const ordered_json* sw = opt("sliding_window"); sw && sliding && sw->is_number())
+    c.n_ctx = std::min(c.n_ctx, json::as_int(*sw, src, "sliding_window"));
   c.validate(src);
   return c;
 }
@@ -271,13 +282,14 @@ inline std::pair<ModelConfig, ModelWeights> load_hf_weights(const std::filesyste
     files.push_back(SafetensorsFile::open(dir / "model.safetensors"));
     file_paths.push_back(dir / "model.safetensors");
   } else if (std::filesystem::exists(index_path)) {
-    const json::Value idx = json::parse(read_text_file(index_path), index_path.string());
-    const json::Value* map = idx.find("weight_map");
+    const auto idx = json::parse(read_text_file(index_path), index_path.string());
+    const ordered_json* map = json::find(idx, "weight_map");
     if (!map || !map->is_object())
       throw format_error(index_path, format_error::npos, "no 'weight_map' object");
     std::map<std::string, std::size_t> file_no;
-    for (const auto& [name, file] : map->as_object()) {
-      const std::string fname = file.as_string();
+    const std::string map_src = index_path.string() + ": weight_map";
+    for (const auto& [name, file] : json::as_object(*map)) {
+      const std::string fname = json::as_string(file, map_src, name);
       auto it = file_no.find(fname);
       if (it == file_no.end()) {
         it = file_no.emplace(fname, files.size()).first;

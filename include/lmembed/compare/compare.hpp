@@ -44,7 +44,7 @@
 #include "lmembed/compare/stage.hpp"
 #include "lmembed/compare/stats.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/eval/runner.hpp"
 #include "lmembed/eval/sha256.hpp"
 #include "lmembed/eval/tasks.hpp"
@@ -96,9 +96,9 @@ struct CompareOptions {
 /// config_error when the file lacks one of the tasks or is not such a file.
 inline DesignResult load_reference(const std::string& label, const std::filesystem::path& file,
                                    const std::vector<std::string>& tasks) {
-  const json::Value doc = json::parse(read_text_file(file), file.string());
-  const json::Value* schema = doc.find("schema");
-  if (!schema || !schema->is_string() || schema->as_string() != "lmembed.eval/1")
+  const ordered_json doc = json::parse(read_text_file(file), file.string());
+  const ordered_json* schema = json::find(doc, "schema");
+  if (!schema || !schema->is_string() || schema->get_ref<const std::string&>() != "lmembed.eval/1")
     throw config_error(file.string() +
                        ": not an `lmembed eval --output` file (schema "
                        "lmembed.eval/1)");
@@ -108,7 +108,7 @@ inline DesignResult load_reference(const std::string& label, const std::filesyst
   d.attention = "-";
   d.pooling = "precomputed";
   std::map<std::string, eval::TaskResult> by_task;
-  for (const auto& rec : doc.at("records").as_array()) {
+  for (const auto& rec : json::get_array(doc, "records", file.string())) {
     eval::TaskResult tr = eval::from_json(rec);
     by_task[tr.task] = std::move(tr);
   }
@@ -122,10 +122,11 @@ inline DesignResult load_reference(const std::string& label, const std::filesyst
         {tr.task, tr.category, tr.main_metric, tr.main_score, tr.metrics, tr.per_example});
   }
   std::string npy, sha;
-  if (const json::Value* des = doc.find("design"); des && des->is_object()) {
-    if (const json::Value* e = des->find("embeddings"); e && e->is_string()) npy = e->as_string();
-    if (const json::Value* e = des->find("embeddings_sha256"); e && e->is_string())
-      sha = e->as_string();
+  if (const ordered_json* des = json::find(doc, "design")) {
+    if (const ordered_json* e = json::find(*des, "embeddings"); e && e->is_string())
+      npy = e->get_ref<const std::string&>();
+    if (const ordered_json* e = json::find(*des, "embeddings_sha256"); e && e->is_string())
+      sha = e->get_ref<const std::string&>();
   }
   d.head_file = npy;
   d.head_sha256 = sha;
@@ -259,14 +260,14 @@ inline void normalize_rows(Matrix& m) {
 
 /// The settings a resumed run must share with the run that wrote DIR (else the designs
 /// already there would not be comparable with the new ones).
-inline json::Value run_fingerprint(const CompareOptions& o, std::int64_t n_train) {
-  json::Value v = json::Value::object();
+inline ordered_json run_fingerprint(const CompareOptions& o, std::int64_t n_train) {
+  ordered_json v = ordered_json::object();
   v["model"] = std::filesystem::absolute(o.model).lexically_normal().string();
   v["train"] = o.train == "bundled:snli"
                    ? o.train.string()
                    : std::filesystem::absolute(o.train).lexically_normal().string();
   v["n_train"] = n_train;
-  json::Value tasks = json::Value::array();
+  ordered_json tasks = ordered_json::array();
   for (const auto& t : o.tasks) tasks.push_back(t);
   for (const auto& t : o.task_dirs) tasks.push_back(t.string());
   v["tasks"] = std::move(tasks);
@@ -379,11 +380,12 @@ inline Results run_compare(const CompareOptions& o) {
                                        std::to_string(tasks.size()) + " tasks"));
 
   // ---- resume check: DIR/run.json must describe the same experiment
-  const json::Value fp = detail::run_fingerprint(o, R.run.n_train);
+  const ordered_json fp = detail::run_fingerprint(o, R.run.n_train);
   const fs::path fp_file = o.out / "run.json";
   if (fs::exists(fp_file)) {
-    const json::Value old = json::parse(read_text_file(fp_file), fp_file.string());
-    if (json::dump(old) != json::dump(fp))
+    // Compared as values, as written and read back (2 and 2.0 are the same setting).
+    const ordered_json old = json::parse(read_text_file(fp_file), fp_file.string());
+    if (old != json::parse(json::dump(fp)))
       throw config_error(o.out.string() +
                          " holds a comparison with other settings (run.json differs): use "
                          "another --out, or delete it to start over");

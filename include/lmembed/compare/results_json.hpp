@@ -17,32 +17,36 @@
 #include "lmembed/compare/results.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 
 namespace lmembed::compare {
 
 namespace detail {
-inline json::Value num_or_null(double x) {
-  return std::isfinite(x) ? json::Value(x) : json::Value();
+inline ordered_json num_or_null(double x) {
+  return std::isfinite(x) ? ordered_json(x) : ordered_json();
 }
-inline double get_num(const json::Value& o, std::string_view key, double fallback = NAN) {
-  const json::Value* v = o.find(key);
-  if (!v || v->is_null()) return fallback;
-  return v->as_double();
+// Optional members (absent or null: the fallback); config_error naming the key otherwise.
+inline double get_num(const ordered_json& o, std::string_view key, double fallback = NAN) {
+  const ordered_json* v = json::find(o, key);
+  return v && !v->is_null() ? json::as_double(*v, {}, key) : fallback;
 }
-inline std::int64_t get_int(const json::Value& o, std::string_view key, std::int64_t fallback = 0) {
-  const json::Value* v = o.find(key);
-  return v && !v->is_null() ? v->as_int() : fallback;
+inline std::int64_t get_int(const ordered_json& o, std::string_view key,
+                            std::int64_t fallback = 0) {
+  const ordered_json* v = json::find(o, key);
+  return v && !v->is_null() ? json::as_int(*v, {}, key) : fallback;
 }
-inline std::string get_str(const json::Value& o, std::string_view key) {
-  const json::Value* v = o.find(key);
-  return v && !v->is_null() ? v->as_string() : std::string();
+inline std::string get_str(const ordered_json& o, std::string_view key) {
+  const ordered_json* v = json::find(o, key);
+  return v && !v->is_null() ? json::as_string(*v, {}, key) : std::string();
+}
+inline double num_or_nan(const ordered_json& v) {
+  return v.is_null() ? NAN : json::as_double(v);
 }
 }  // namespace detail
 
 /// JSON of one stage record.
-inline json::Value to_json(const StageRecord& s) {
-  json::Value o = json::Value::object();
+inline ordered_json to_json(const StageRecord& s) {
+  ordered_json o = ordered_json::object();
   o["design"] = s.design;
   o["stage"] = s.stage;
   o["wall_s"] = s.wall_s;
@@ -52,10 +56,10 @@ inline json::Value to_json(const StageRecord& s) {
 }
 
 /// Reads a stage record.
-inline StageRecord stage_from_json(const json::Value& o) {
+inline StageRecord stage_from_json(const ordered_json& o) {
   StageRecord s;
   s.design = detail::get_str(o, "design");
-  s.stage = o.at("stage").as_string();
+  s.stage = json::get_string(o, "stage");
   s.wall_s = detail::get_num(o, "wall_s", 0);
   s.peak_rss_bytes = detail::get_int(o, "peak_rss_bytes", -1);
   s.note = detail::get_str(o, "note");
@@ -63,8 +67,8 @@ inline StageRecord stage_from_json(const json::Value& o) {
 }
 
 /// JSON of one design's results; per-example scores only when asked (resume files).
-inline json::Value to_json(const DesignResult& d, bool per_example) {
-  json::Value o = json::Value::object();
+inline ordered_json to_json(const DesignResult& d, bool per_example) {
+  ordered_json o = ordered_json::object();
   o["design"] = d.design;
   o["attention"] = d.attention;
   o["pooling"] = d.pooling;
@@ -75,77 +79,76 @@ inline json::Value to_json(const DesignResult& d, bool per_example) {
     o["reference"] = true;
     o["note"] = d.note;
   }
-  json::Value loss = json::Value::array();
+  ordered_json loss = ordered_json::array();
   for (const auto& p : d.loss) {
-    json::Value pt = json::Value::array();
+    ordered_json pt = ordered_json::array();
     pt.push_back(p.step);
     pt.push_back(detail::num_or_null(p.loss));
     loss.push_back(std::move(pt));
   }
   o["loss"] = std::move(loss);
-  json::Value tasks = json::Value::array();
+  ordered_json tasks = ordered_json::array();
   for (const auto& t : d.tasks) {
-    json::Value r = json::Value::object();
+    ordered_json r = ordered_json::object();
     r["task"] = t.task;
     r["category"] = t.category;
     r["main_metric"] = t.main_metric;
     r["main_score"] = detail::num_or_null(t.main_score);
-    json::Value m = json::Value::object();
+    ordered_json m = ordered_json::object();
     for (const auto& [k, v] : t.metrics) m[k] = detail::num_or_null(v);
     r["metrics"] = std::move(m);
     r["n_examples"] = static_cast<std::int64_t>(t.per_example.size());
     if (per_example) {
-      json::Value pe = json::Value::array();
+      ordered_json pe = ordered_json::array();
       for (double x : t.per_example) pe.push_back(detail::num_or_null(x));
       r["per_example"] = std::move(pe);
     }
     tasks.push_back(std::move(r));
   }
   o["tasks"] = std::move(tasks);
-  json::Value st = json::Value::array();
+  ordered_json st = ordered_json::array();
   for (const auto& s : d.stages) st.push_back(to_json(s));
   o["stages"] = std::move(st);
   return o;
 }
 
 /// Reads one design's results (per-example scores when present).
-inline DesignResult design_from_json(const json::Value& o) {
+inline DesignResult design_from_json(const ordered_json& o) {
   DesignResult d;
-  d.design = o.at("design").as_string();
+  d.design = json::get_string(o, "design");
   d.attention = detail::get_str(o, "attention");
   d.pooling = detail::get_str(o, "pooling");
   d.capture = detail::get_str(o, "capture");
   d.head_file = detail::get_str(o, "head_file");
   d.head_sha256 = detail::get_str(o, "head_sha256");
-  if (const json::Value* ref = o.find("reference")) d.reference = ref->as_bool();
+  if (const ordered_json* ref = json::find(o, "reference")) d.reference = json::as_bool(*ref);
   d.note = detail::get_str(o, "note");
-  if (const json::Value* loss = o.find("loss"))
-    for (const auto& p : loss->as_array())
-      d.loss.push_back({p.at(0).as_int(), p.at(1).is_null() ? NAN : p.at(1).as_double()});
-  for (const auto& r : o.at("tasks").as_array()) {
+  if (const ordered_json* loss = json::find(o, "loss"))
+    for (const auto& p : json::as_array(*loss))
+      d.loss.push_back({json::as_int(json::at(p, 0)), detail::num_or_nan(json::at(p, 1))});
+  for (const auto& r : json::get_array(o, "tasks")) {
     TaskScore t;
-    t.task = r.at("task").as_string();
-    t.category = r.at("category").as_string();
+    t.task = json::get_string(r, "task");
+    t.category = json::get_string(r, "category");
     t.main_metric = detail::get_str(r, "main_metric");
     t.main_score = detail::get_num(r, "main_score");
-    if (const json::Value* m = r.find("metrics"))
-      for (const auto& [k, v] : m->as_object()) t.metrics[k] = v.is_null() ? NAN : v.as_double();
-    if (const json::Value* pe = r.find("per_example"))
-      for (const auto& x : pe->as_array())
-        t.per_example.push_back(x.is_null() ? NAN : x.as_double());
+    if (const ordered_json* m = json::find(r, "metrics"))
+      for (const auto& [k, v] : json::as_object(*m)) t.metrics[k] = detail::num_or_nan(v);
+    if (const ordered_json* pe = json::find(r, "per_example"))
+      for (const auto& x : json::as_array(*pe)) t.per_example.push_back(detail::num_or_nan(x));
     d.tasks.push_back(std::move(t));
   }
-  if (const json::Value* st = o.find("stages"))
-    for (const auto& s : st->as_array()) d.stages.push_back(stage_from_json(s));
+  if (const ordered_json* st = json::find(o, "stages"))
+    for (const auto& s : json::as_array(*st)) d.stages.push_back(stage_from_json(s));
   return d;
 }
 
 /// results.json: the whole comparison (per-example scores left to the design files).
-inline json::Value to_json(const Results& r) {
-  json::Value o = json::Value::object();
+inline ordered_json to_json(const Results& r) {
+  ordered_json o = ordered_json::object();
   o["schema"] = r.schema;
   const RunInfo& ri = r.run;
-  json::Value run = json::Value::object();
+  ordered_json run = ordered_json::object();
   run["lmembed_version"] = ri.lmembed_version;
   run["model"] = ri.model;
   run["model_arch"] = ri.model_arch;
@@ -169,12 +172,12 @@ inline json::Value to_json(const Results& r) {
   run["backbone_sequences"] = ri.backbone_sequences;
   run["wall_seconds"] = ri.wall_seconds;
   run["negatives"] = ri.negatives;
-  json::Value designs = json::Value::array();
+  ordered_json designs = ordered_json::array();
   for (const auto& d : ri.designs) designs.push_back(d);
   run["designs"] = std::move(designs);
-  json::Value tasks = json::Value::array();
+  ordered_json tasks = ordered_json::array();
   for (const auto& t : ri.tasks) {
-    json::Value x = json::Value::object();
+    ordered_json x = ordered_json::object();
     x["task"] = t.task;
     x["category"] = t.category;
     x["main_metric"] = t.main_metric;
@@ -182,17 +185,17 @@ inline json::Value to_json(const Results& r) {
     tasks.push_back(std::move(x));
   }
   run["tasks"] = std::move(tasks);
-  json::Value hc = json::Value::object();
+  ordered_json hc = ordered_json::object();
   for (const auto& [k, v] : ri.head_config) hc[k] = v;
   run["head_config"] = std::move(hc);
   o["run"] = std::move(run);
 
-  json::Value ds = json::Value::array();
+  ordered_json ds = ordered_json::array();
   for (const auto& d : r.designs) ds.push_back(to_json(d, false));
   o["designs"] = std::move(ds);
-  json::Value tests = json::Value::array();
+  ordered_json tests = ordered_json::array();
   for (const auto& t : r.tests) {
-    json::Value x = json::Value::object();
+    ordered_json x = ordered_json::object();
     x["scope"] = t.scope;
     x["name"] = t.name;
     x["a"] = t.a;
@@ -209,20 +212,20 @@ inline json::Value to_json(const Results& r) {
     tests.push_back(std::move(x));
   }
   o["tests"] = std::move(tests);
-  json::Value st = json::Value::array();
+  ordered_json st = ordered_json::array();
   for (const auto& s : r.stages) st.push_back(to_json(s));
   o["stages"] = std::move(st);
   return o;
 }
 
 /// Reads results.json; config_error on another schema.
-inline Results results_from_json(const json::Value& o) {
+inline Results results_from_json(const ordered_json& o) {
   Results r;
-  r.schema = o.at("schema").as_string();
+  r.schema = json::get_string(o, "schema");
   if (r.schema != kResultsSchema)
     throw config_error("results.json: schema '" + r.schema + "', expected '" + kResultsSchema +
                        "'");
-  const json::Value& run = o.at("run");
+  const ordered_json& run = json::at(o, "run");
   RunInfo& ri = r.run;
   ri.lmembed_version = detail::get_str(run, "lmembed_version");
   ri.model = detail::get_str(run, "model");
@@ -247,22 +250,23 @@ inline Results results_from_json(const json::Value& o) {
   ri.backbone_sequences = detail::get_int(run, "backbone_sequences");
   ri.wall_seconds = detail::get_num(run, "wall_seconds", 0);
   ri.negatives = detail::get_int(run, "negatives");
-  if (const json::Value* ds = run.find("designs"))
-    for (const auto& d : ds->as_array()) ri.designs.push_back(d.as_string());
-  if (const json::Value* ts = run.find("tasks"))
-    for (const auto& t : ts->as_array())
-      ri.tasks.push_back({t.at("task").as_string(), t.at("category").as_string(),
+  if (const ordered_json* ds = json::find(run, "designs"))
+    for (const auto& d : json::as_array(*ds)) ri.designs.push_back(json::as_string(d));
+  if (const ordered_json* ts = json::find(run, "tasks"))
+    for (const auto& t : json::as_array(*ts))
+      ri.tasks.push_back({json::get_string(t, "task"), json::get_string(t, "category"),
                           detail::get_str(t, "main_metric"), detail::get_int(t, "n_examples")});
-  if (const json::Value* hc = run.find("head_config"))
-    for (const auto& [k, v] : hc->as_object()) ri.head_config[k] = v.as_string();
-  for (const auto& d : o.at("designs").as_array()) r.designs.push_back(design_from_json(d));
-  for (const auto& x : o.at("tests").as_array()) {
+  if (const ordered_json* hc = json::find(run, "head_config"))
+    for (const auto& [k, v] : json::as_object(*hc))
+      ri.head_config[k] = json::as_string(v, "head_config", k);
+  for (const auto& d : json::get_array(o, "designs")) r.designs.push_back(design_from_json(d));
+  for (const auto& x : json::get_array(o, "tests")) {
     PairTest t;
-    t.scope = x.at("scope").as_string();
-    t.name = x.at("name").as_string();
-    t.a = x.at("a").as_string();
-    t.b = x.at("b").as_string();
-    t.test = x.at("test").as_string();
+    t.scope = json::get_string(x, "scope");
+    t.name = json::get_string(x, "name");
+    t.a = json::get_string(x, "a");
+    t.b = json::get_string(x, "b");
+    t.test = json::get_string(x, "test");
     t.n = detail::get_int(x, "n");
     t.mean_diff = detail::get_num(x, "mean_diff");
     t.ci_low = detail::get_num(x, "ci_low");
@@ -270,11 +274,11 @@ inline Results results_from_json(const json::Value& o) {
     t.p = detail::get_num(x, "p");
     t.p_holm = detail::get_num(x, "p_holm");
     t.min_p = detail::get_num(x, "min_p");
-    if (const json::Value* ref = x.find("reference")) t.reference = ref->as_bool();
+    if (const ordered_json* ref = json::find(x, "reference")) t.reference = json::as_bool(*ref);
     r.tests.push_back(std::move(t));
   }
-  if (const json::Value* st = o.find("stages"))
-    for (const auto& s : st->as_array()) r.stages.push_back(stage_from_json(s));
+  if (const ordered_json* st = json::find(o, "stages"))
+    for (const auto& s : json::as_array(*st)) r.stages.push_back(stage_from_json(s));
   return r;
 }
 
@@ -311,7 +315,7 @@ inline void save_references(const std::filesystem::path& dir,
     std::filesystem::remove(references_file(dir));
     return;
   }
-  json::Value a = json::Value::array();
+  ordered_json a = ordered_json::array();
   for (const auto& d : refs) a.push_back(to_json(d, true));
   write_file_atomic(references_file(dir), json::dump(a, 1) + "\n");
 }
@@ -321,8 +325,8 @@ inline std::vector<DesignResult> load_references(const std::filesystem::path& di
   std::vector<DesignResult> out;
   const auto path = references_file(dir);
   if (!std::filesystem::exists(path)) return out;
-  const json::Value doc = json::parse(read_text_file(path), path.string());
-  for (const auto& v : doc.as_array()) {
+  const ordered_json doc = json::parse(read_text_file(path), path.string());
+  for (const auto& v : json::as_array(doc)) {
     out.push_back(design_from_json(v));
     out.back().reference = true;
   }

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "lmembed/core/error.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/eval/kmeans.hpp"
 #include "lmembed/eval/logreg.hpp"
@@ -556,43 +556,45 @@ inline TaskResult evaluate(const Task& task, const Embedder& embed, const EvalOp
 
 /// One results record: task, category, metric, value, metrics, per_example and the record of
 /// settings. The CLI adds the design and model.
-inline json::Value to_json(const TaskResult& r) {
-  json::Value v = json::Value::object();
+inline ordered_json to_json(const TaskResult& r) {
+  ordered_json v = ordered_json::object();
   v["task"] = r.task;
   v["category"] = r.category;
   v["metric"] = r.main_metric;
   v["value"] = r.main_score;
-  json::Value m = json::Value::object();
-  for (const auto& [k, x] : r.metrics) m[k] = std::isfinite(x) ? json::Value(x) : json::Value();
+  ordered_json m = ordered_json::object();
+  for (const auto& [k, x] : r.metrics) m[k] = std::isfinite(x) ? ordered_json(x) : ordered_json();
   v["metrics"] = std::move(m);
   v["instruction"] = r.instruction;
-  json::Value notes = json::Value::object();
+  ordered_json notes = ordered_json::object();
   for (const auto& [k, x] : r.notes) notes[k] = x;
   v["notes"] = std::move(notes);
   v["seconds"] = r.seconds;
   v["per_example_unit"] = r.per_example_unit;
-  json::Value pe = json::Value::array();
-  for (double x : r.per_example) pe.push_back(x);
-  v["per_example"] = std::move(pe);
+  v["per_example"] = r.per_example;
   return v;
 }
 
 /// Reads a record written by to_json back (for `lmembed compare` and scripts).
-inline TaskResult from_json(const json::Value& v) {
+inline TaskResult from_json(const ordered_json& v) {
   TaskResult r;
-  r.task = v.at("task").as_string();
-  r.category = v.at("category").as_string();
-  r.main_metric = v.at("metric").as_string();
-  r.main_score = v.at("value").as_double();
-  for (const auto& [k, x] : v.at("metrics").as_object())
-    r.metrics[k] = x.is_null() ? std::nan("") : x.as_double();
-  if (auto* p = v.find("per_example"))
-    for (const auto& x : p->as_array()) r.per_example.push_back(x.as_double());
-  if (auto* p = v.find("instruction")) r.instruction = p->as_string();
-  if (auto* p = v.find("per_example_unit")) r.per_example_unit = p->as_string();
-  if (auto* p = v.find("notes"))
-    for (const auto& [k, x] : p->as_object()) r.notes[k] = x.as_string();
-  if (auto* p = v.find("seconds")) r.seconds = p->as_double();
+  r.task = json::get_string(v, "task");
+  r.category = json::get_string(v, "category");
+  r.main_metric = json::get_string(v, "metric");
+  r.main_score = json::get_double(v, "value");
+  for (const auto& [k, x] : json::get_object(v, "metrics"))
+    r.metrics[k] = x.is_null() ? std::nan("") : json::as_double(x, "metrics", k);
+  if (auto* p = json::find(v, "per_example"))
+    for (const auto& x : json::as_array(*p, {}, "per_example"))
+      r.per_example.push_back(json::as_double(x, {}, "per_example"));
+  if (auto* p = json::find(v, "instruction"))
+    r.instruction = json::as_string(*p, {}, "instruction");
+  if (auto* p = json::find(v, "per_example_unit"))
+    r.per_example_unit = json::as_string(*p, {}, "per_example_unit");
+  if (auto* p = json::find(v, "notes"))
+    for (const auto& [k, x] : json::as_object(*p, {}, "notes"))
+      r.notes[k] = json::as_string(x, "notes", k);
+  if (auto* p = json::find(v, "seconds")) r.seconds = json::as_double(*p, {}, "seconds");
   return r;
 }
 

@@ -34,7 +34,7 @@
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 
 namespace lmembed::eval {
 
@@ -196,16 +196,16 @@ inline std::vector<std::vector<std::string>> parse_csv(std::string_view text,
 }
 
 /// Parses a JSONL file into objects; format_error names the file and line of a bad record.
-inline std::vector<json::Value> read_jsonl(const std::filesystem::path& file) {
+inline std::vector<ordered_json> read_jsonl(const std::filesystem::path& file) {
   const std::string text = read_text_file(file);
-  std::vector<json::Value> out;
+  std::vector<ordered_json> out;
   std::size_t line_no = 0, offset = 0;
   for (auto line : split_lines(text)) {
     ++line_no;
     const std::size_t here = offset;
     offset += line.size() + 1;
     if (trim(line).empty()) continue;
-    json::Value v = json::parse(line, file.string() + ":" + std::to_string(line_no));
+    ordered_json v = json::parse(line, file.string() + ":" + std::to_string(line_no));
     if (!v.is_object())
       throw format_error(file, here,
                          "line " + std::to_string(line_no) + ": expected a JSON object");
@@ -215,14 +215,15 @@ inline std::vector<json::Value> read_jsonl(const std::filesystem::path& file) {
 }
 
 /// A required string member of a JSONL record.
-inline std::string str_field(const json::Value& v, std::string_view key,
+inline std::string str_field(const ordered_json& v, std::string_view key,
                              const std::filesystem::path& file, std::size_t record) {
-  const json::Value* f = v.find(key);
+  const ordered_json* f = json::find(v, key);
   if (!f)
     throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": missing \"" +
                        std::string(key) + "\"");
-  if (f->is_string()) return f->as_string();
-  if (f->is_number()) return f->is_integer() ? std::to_string(f->as_int()) : json::dump(*f);
+  if (f->is_string()) return f->get_ref<const std::string&>();
+  if (f->is_number())
+    return json::is_integer(*f) ? std::to_string(json::as_int(*f)) : json::dump(*f);
   throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": \"" +
                      std::string(key) + "\" must be a string");
 }
@@ -389,10 +390,11 @@ inline Task load_bundled_task(const std::string& name, const std::filesystem::pa
     auto [tr_text, tr_cat] = read_banking77_csv(ds / "banking77" / "train.csv");
     auto [te_text, te_cat] = read_banking77_csv(ds / "banking77" / "test.csv");
     // Label indices follow categories.json's order.
-    const json::Value cats = json::parse(read_text_file(ds / "banking77" / "categories.json"),
-                                         (ds / "banking77" / "categories.json").string());
+    const std::filesystem::path cats_file = ds / "banking77" / "categories.json";
+    const ordered_json cats = json::parse(read_text_file(cats_file), cats_file.string());
     detail::LabelIndex li;
-    for (const auto& c : cats.as_array()) li(c.as_string());
+    for (const auto& c : json::as_array(cats, cats_file.string()))
+      li(json::as_string(c, cats_file.string()));
     const std::size_t n_known = li.names.size();
     auto label_of = [&](const std::string& c) {
       const auto l = li(c);
@@ -567,27 +569,27 @@ inline StsData read_sts_tsv(const std::filesystem::path& file) {
   return d;
 }
 
-inline double num_field(const json::Value& v, std::string_view key,
+inline double num_field(const ordered_json& v, std::string_view key,
                         const std::filesystem::path& file, std::size_t record) {
-  const json::Value* f = v.find(key);
-  if (!f || !f->is_number() || !std::isfinite(f->as_double()))
+  const ordered_json* f = json::find(v, key);
+  if (!f || !f->is_number() || !std::isfinite(f->get<double>()))
     throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": \"" +
                        std::string(key) + "\" must be a finite number");
-  return f->as_double();
+  return f->get<double>();
 }
 
-inline std::vector<std::string> str_list(const json::Value& v, std::string_view key,
+inline std::vector<std::string> str_list(const ordered_json& v, std::string_view key,
                                          const std::filesystem::path& file, std::size_t record) {
-  const json::Value* f = v.find(key);
+  const ordered_json* f = json::find(v, key);
   if (!f || !f->is_array())
     throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": \"" +
                        std::string(key) + "\" must be an array of strings");
   std::vector<std::string> out;
-  for (const auto& e : f->as_array()) {
+  for (const auto& e : *f) {
     if (!e.is_string())
       throw format_error(file.string() + ": record " + std::to_string(record + 1) + ": \"" +
                          std::string(key) + "\" must hold strings");
-    out.push_back(e.as_string());
+    out.push_back(e.get_ref<const std::string&>());
   }
   return out;
 }
@@ -602,12 +604,15 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
   if (t.name.empty()) t.name = dir.parent_path().filename().string();
   std::string category;
   if (fs::exists(dir / "task.json")) {
-    const json::Value meta =
-        json::parse(read_text_file(dir / "task.json"), (dir / "task.json").string());
-    if (auto* v = meta.find("name")) t.name = v->as_string();
-    if (auto* v = meta.find("category")) category = v->as_string();
-    if (auto* v = meta.find("instruction")) t.instruction = v->as_string();
-    if (auto* v = meta.find("description")) t.description = v->as_string();
+    const std::string meta_file = (dir / "task.json").string();
+    const ordered_json meta = json::parse(read_text_file(meta_file), meta_file);
+    if (auto* v = json::find(meta, "name")) t.name = json::as_string(*v, meta_file, "name");
+    if (auto* v = json::find(meta, "category"))
+      category = json::as_string(*v, meta_file, "category");
+    if (auto* v = json::find(meta, "instruction"))
+      t.instruction = json::as_string(*v, meta_file, "instruction");
+    if (auto* v = json::find(meta, "description"))
+      t.description = json::as_string(*v, meta_file, "description");
   }
   const fs::path test_jsonl = dir / "test.jsonl";
   if (category.empty()) {
@@ -621,13 +626,13 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
       auto recs = detail::read_jsonl(test_jsonl);
       if (recs.empty()) throw format_error(test_jsonl.string() + ": no records");
       const auto& r = recs.front();
-      if (r.find("query") && r.find("positive"))
+      if (json::find(r, "query") && json::find(r, "positive"))
         category = "reranking";
-      else if (r.find("sentence1") && r.find("score"))
+      else if (json::find(r, "sentence1") && json::find(r, "score"))
         category = "sts";
-      else if (r.find("sentence1") && r.find("label"))
+      else if (json::find(r, "sentence1") && json::find(r, "label"))
         category = "pair_classification";
-      else if (r.find("text") && r.find("label"))
+      else if (json::find(r, "text") && json::find(r, "label"))
         category = "clustering";
       else
         throw format_error(test_jsonl.string() +
@@ -666,7 +671,8 @@ inline Task load_task_dir(const std::filesystem::path& dir) {
     for (std::size_t i = 0; i < cs.size(); ++i) {
       d.doc_ids.push_back(detail::str_field(cs[i], "_id", cf, i));
       std::string title;
-      if (auto* v = cs[i].find("title"); v && v->is_string()) title = v->as_string();
+      if (auto* v = json::find(cs[i], "title"); v && v->is_string())
+        title = v->get_ref<const std::string&>();
       // MTEB/BEIR: a document is "title text", stripped.
       d.docs.push_back(detail::trim(title + " " + detail::str_field(cs[i], "text", cf, i)));
     }

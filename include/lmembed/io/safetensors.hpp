@@ -20,7 +20,7 @@
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/core/tensor.hpp"
 #include "lmembed/io/dtype.hpp"
 #include "lmembed/io/tensor_view.hpp"
@@ -85,7 +85,7 @@ class SafetensorsFile {
   }
   // Byte offset of a header key, for messages (the JSON value does not keep positions).
   std::uint64_t key_offset(std::string_view header, const std::string& key) const {
-    const std::string needle = json::dump(json::Value(key));
+    const std::string needle = json::dump(key);
     const auto p = header.find(needle);
     return 8 + (p == std::string_view::npos ? 0 : p);
   }
@@ -118,14 +118,14 @@ class SafetensorsFile {
     if (n < 2) fail(8, "header of " + std::to_string(n) + " bytes cannot hold a JSON object");
     const std::string_view header(reinterpret_cast<const char*>(bytes_.data() + 8),
                                   static_cast<std::size_t>(n));
-    json::Value h;
+    ordered_json h;
     try {
       h = json::parse(header, path_.string() + " (header)");
     } catch (const format_error& e) {
       fail(8 + e.offset(), std::string("header is not valid JSON: ") + e.what());
     }
     if (!h.is_object())
-      fail(8, std::string("header must be a JSON object, got ") + json::Value::type_name(h.type()));
+      fail(8, std::string("header must be a JSON object, got ") + json::type_name(h));
     const std::uint64_t data_start = 8 + n;
     const std::uint64_t data_size = size - data_start;
     struct Range {
@@ -133,46 +133,48 @@ class SafetensorsFile {
       std::size_t index;
     };
     std::vector<Range> ranges;
-    for (const auto& [name, entry] : h.as_object()) {
+    for (const auto& [name, entry] : json::as_object(h)) {
       const std::uint64_t at = key_offset(header, name);
       if (name == "__metadata__") {
         if (!entry.is_object()) fail(at, "__metadata__ must be an object");
-        for (const auto& [k, v] : entry.as_object()) {
+        for (const auto& [k, v] : json::as_object(entry)) {
           if (!v.is_string())
-            fail(at, "__metadata__ value of '" + k + "' must be a string, got " +
-                         json::Value::type_name(v.type()));
-          metadata_.emplace(k, v.as_string());
+            fail(at,
+                 "__metadata__ value of '" + k + "' must be a string, got " + json::type_name(v));
+          metadata_.emplace(k, v.get_ref<const std::string&>());
         }
         continue;
       }
       const std::string what = "tensor '" + name + "'";
       if (!entry.is_object()) fail(at, what + ": entry must be an object");
-      const json::Value* dt = entry.find("dtype");
-      const json::Value* sh = entry.find("shape");
-      const json::Value* off = entry.find("data_offsets");
+      const ordered_json* dt = json::find(entry, "dtype");
+      const ordered_json* sh = json::find(entry, "shape");
+      const ordered_json* off = json::find(entry, "data_offsets");
       if (!dt || !dt->is_string()) fail(at, what + ": missing or non-string 'dtype'");
       if (!sh || !sh->is_array()) fail(at, what + ": missing or non-array 'shape'");
       if (!off || !off->is_array() || off->size() != 2)
         fail(at, what + ": 'data_offsets' must be an array [begin, end]");
       TensorView t;
       t.name = name;
-      const auto d = try_parse_dtype(dt->as_string());
-      if (!d || is_quantized(*d)) fail(at, what + ": unknown dtype '" + dt->as_string() + "'");
+      const std::string& dtype = dt->get_ref<const std::string&>();
+      const auto d = try_parse_dtype(dtype);
+      if (!d || is_quantized(*d)) fail(at, what + ": unknown dtype '" + dtype + "'");
       t.dtype = *d;
-      for (const auto& dim : sh->as_array()) {
-        if (!dim.is_integer() || dim.as_int() < 0)
+      for (const auto& dim : *sh) {
+        if (!json::is_integer(dim) || json::as_int(dim) < 0)
           fail(at, what + ": shape entries must be non-negative integers");
-        t.shape.push_back(dim.as_int());
+        t.shape.push_back(json::as_int(dim));
       }
       const std::int64_t numel = checked_numel(t.shape);
       if (numel < 0) fail(at, what + ": shape " + json::dump(*sh) + " overflows the element count");
       const auto bytes = byte_size(t.dtype, numel);
       if (!bytes) fail(at, what + ": byte size of shape " + json::dump(*sh) + " overflows");
-      const auto& o = off->as_array();
-      if (!o[0].is_integer() || !o[1].is_integer() || o[0].as_int() < 0 || o[1].as_int() < 0)
+      const auto& o = *off;
+      if (!json::is_integer(o[0]) || !json::is_integer(o[1]) || json::as_int(o[0]) < 0 ||
+          json::as_int(o[1]) < 0)
         fail(at, what + ": data_offsets must be non-negative integers");
-      const auto begin = static_cast<std::uint64_t>(o[0].as_int());
-      const auto end = static_cast<std::uint64_t>(o[1].as_int());
+      const auto begin = static_cast<std::uint64_t>(json::as_int(o[0]));
+      const auto end = static_cast<std::uint64_t>(json::as_int(o[1]));
       if (end < begin)
         fail(at, what + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                      "] end before they begin");
@@ -249,25 +251,24 @@ class SafetensorsWriter {
   }
   /// Writes the file atomically (temp + fsync + rename); io_error on failure.
   void write(const std::filesystem::path& path) const {
-    json::Value h = json::Value::object();
+    // Names are unique (add() checks), so members are appended without a search.
+    ordered_json h = ordered_json::object();
     if (!metadata_.empty()) {
-      json::Value m = json::Value::object();
-      for (const auto& [k, v] : metadata_) m[k] = json::Value(v);
-      h["__metadata__"] = std::move(m);
+      ordered_json m = ordered_json::object();
+      for (const auto& [k, v] : metadata_) json::append(m, k, v);
+      json::append(h, "__metadata__", std::move(m));
     }
     std::uint64_t offset = 0;
     for (const auto& e : entries_) {
-      json::Value t = json::Value::object();
-      t["dtype"] = json::Value(to_string(e.dtype));
-      json::Value shape = json::Value::array();
-      for (auto d : e.shape) shape.push_back(json::Value(static_cast<long long>(d)));
+      ordered_json t = ordered_json::object();
+      t["dtype"] = to_string(e.dtype);
+      ordered_json shape = ordered_json::array();
+      for (auto d : e.shape) shape.push_back(static_cast<std::int64_t>(d));
       t["shape"] = std::move(shape);
-      json::Value offs = json::Value::array();
-      offs.push_back(json::Value(static_cast<unsigned long long>(offset)));
+      const std::uint64_t begin = offset;
       offset += e.data.size();
-      offs.push_back(json::Value(static_cast<unsigned long long>(offset)));
-      t["data_offsets"] = std::move(offs);
-      h[e.name] = std::move(t);
+      t["data_offsets"] = {begin, offset};
+      json::append(h, e.name, std::move(t));
     }
     std::string header = json::dump(h);
     header.append((8 - header.size() % 8) % 8, ' ');  // keep the data 8-byte aligned

@@ -15,7 +15,7 @@
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/tokenizer/norm_step.hpp"
 #include "lmembed/tokenizer/pretokenize.hpp"
 #include "lmembed/tokenizer/tokenizer.hpp"
@@ -25,30 +25,34 @@ namespace lmembed {
 
 inline Tokenizer Tokenizer::from_hf(const std::filesystem::path& tokenizer_json) {
   const std::string src = tokenizer_json.string();
-  const json::Value root = json::parse(read_text_file(tokenizer_json), src);
+  const ordered_json root = json::parse(read_text_file(tokenizer_json), src);
   Tokenizer t;
   t.source_ = src;
   t.model_ = Model::bpe;
   t.unk_ = -1;
   t.bos_ = t.eos_ = -1;
-  const json::Value& model = root.at("model");
-  const std::string mtype = model.find("type") ? model.at("type").as_string() : "BPE";
+  const ordered_json& model = json::at(root, "model", src);
+  const std::string mtype =
+      json::find(model, "type") ? json::get_string(model, "type", src) : "BPE";
   if (mtype != "BPE")
     throw config_error(src + ": model type '" + mtype + "' is not supported (only BPE)");
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
-    if (const json::Value* v = model.find(k); v && v->is_string() && !v->as_string().empty())
+    if (const ordered_json* v = json::find(model, k);
+        v && v->is_string() && !v->get_ref<const std::string&>().empty())
       throw config_error(src + ": model." + k + " is not supported");
-  if (const json::Value* v = model.find("byte_fallback"); v && v->is_bool())
-    t.byte_fallback_ = v->as_bool();
-  if (const json::Value* v = model.find("ignore_merges"); v && v->is_bool())
-    t.ignore_merges_ = v->as_bool();
-  if (const json::Value* v = model.find("fuse_unk"); v && v->is_bool()) t.fuse_unk_ = v->as_bool();
+  if (const ordered_json* v = json::find(model, "byte_fallback"); v && v->is_boolean())
+    t.byte_fallback_ = v->get<bool>();
+  if (const ordered_json* v = json::find(model, "ignore_merges"); v && v->is_boolean())
+    t.ignore_merges_ = v->get<bool>();
+  if (const ordered_json* v = json::find(model, "fuse_unk"); v && v->is_boolean())
+    t.fuse_unk_ = v->get<bool>();
 
   // vocab (+ added tokens, which may extend it)
   std::vector<std::pair<std::string, std::int64_t>> entries;
   std::int64_t max_id = -1;
-  for (const auto& [tok, idv] : model.at("vocab").as_object()) {
-    const std::int64_t id = idv.as_int();
+  const std::string vocab_src = src + ": vocab";
+  for (const auto& [tok, idv] : json::get_object(model, "vocab", src)) {
+    const std::int64_t id = json::as_int(idv, vocab_src, tok);
     if (id < 0 || id > std::numeric_limits<std::int32_t>::max())
       throw config_error(src + ": vocab id " + std::to_string(id) + " of '" + tok +
                          "' out of range");
@@ -61,10 +65,12 @@ inline Tokenizer Tokenizer::from_hf(const std::filesystem::path& tokenizer_json)
     bool special;
   };
   std::vector<Added> added;
-  if (const json::Value* at = root.find("added_tokens"); at && at->is_array())
-    for (const json::Value& a : at->as_array()) {
-      Added x{a.at("content").as_string(), a.at("id").as_int(), false};
-      if (const json::Value* s = a.find("special"); s && s->is_bool()) x.special = s->as_bool();
+  const std::string added_src = src + ": added_tokens";
+  if (const ordered_json* at = json::find(root, "added_tokens"); at && at->is_array())
+    for (const ordered_json& a : *at) {
+      Added x{json::get_string(a, "content", added_src), json::get_int(a, "id", added_src), false};
+      if (const ordered_json* s = json::find(a, "special"); s && s->is_boolean())
+        x.special = s->get<bool>();
       if (x.id < 0 || x.id > std::numeric_limits<std::int32_t>::max())
         throw config_error(src + ": added token id " + std::to_string(x.id) + " out of range");
       max_id = std::max(max_id, x.id);
@@ -95,60 +101,65 @@ inline Tokenizer Tokenizer::from_hf(const std::filesystem::path& tokenizer_json)
   for (std::size_t i = 0; i < n; ++i)
     if (t.tokens_[i].empty()) t.tokens_[i] = "[EMPTY_" + std::to_string(i) + "]";
   t.build_maps();
-  if (const json::Value* u = model.find("unk_token"); u && u->is_string())
-    t.unk_ = t.token_id(u->as_string());
+  if (const ordered_json* u = json::find(model, "unk_token"); u && u->is_string())
+    t.unk_ = t.token_id(u->get_ref<const std::string&>());
   if (t.unk_ >= 0 && t.attrs_[static_cast<std::size_t>(t.unk_)] == detail::kAttrNormal)
     t.attrs_[static_cast<std::size_t>(t.unk_)] = detail::kAttrUnknown;
 
   // merges: "a b" strings or ["a", "b"] pairs
-  const json::Array& merges = model.at("merges").as_array();
+  const ordered_json::array_t& merges = json::get_array(model, "merges", src);
+  const std::string merges_src = src + ": merges";
   t.merges_.reserve(merges.size());
   for (std::size_t r = 0; r < merges.size(); ++r) {
-    const json::Value& m = merges[r];
+    const ordered_json& m = merges[r];
     if (m.is_string()) {
-      const std::string& s = m.as_string();
+      const std::string& s = m.get_ref<const std::string&>();
       const std::size_t sp = s.find(' ', 1);
       if (sp == std::string::npos)
         throw config_error(src + ": merge " + std::to_string(r) + " '" + s + "' has no space");
       t.add_merge(std::string_view(s).substr(0, sp), std::string_view(s).substr(sp + 1),
                   static_cast<std::int32_t>(r));
     } else {
-      const json::Array& p = m.as_array();
+      const ordered_json::array_t& p = json::as_array(m, merges_src);
       if (p.size() != 2)
         throw config_error(src + ": merge " + std::to_string(r) + " is not a pair");
-      t.add_merge(p[0].as_string(), p[1].as_string(), static_cast<std::int32_t>(r));
+      t.add_merge(json::as_string(p[0], merges_src), json::as_string(p[1], merges_src),
+                  static_cast<std::int32_t>(r));
     }
   }
 
   // normalizer
-  if (const json::Value* nz = root.find("normalizer"); nz && !nz->is_null())
+  if (const ordered_json* nz = json::find(root, "normalizer"); nz && !nz->is_null())
     t.read_normalizer(*nz, src);
   // pre-tokenizer
-  if (const json::Value* pt = root.find("pre_tokenizer"); pt && !pt->is_null())
+  if (const ordered_json* pt = json::find(root, "pre_tokenizer"); pt && !pt->is_null())
     t.read_pre_tokenizer(*pt, src);
   // decoder: a Strip of leading spaces (SentencePiece-style models) or ByteLevel
-  if (const json::Value* dc = root.find("decoder"); dc && !dc->is_null()) t.read_decoder(*dc);
+  if (const ordered_json* dc = json::find(root, "decoder"); dc && !dc->is_null())
+    t.read_decoder(*dc);
   // post-processor: BOS/EOS template
-  if (const json::Value* pp = root.find("post_processor"); pp && !pp->is_null())
+  if (const ordered_json* pp = json::find(root, "post_processor"); pp && !pp->is_null())
     t.read_post_processor(*pp, src);
 
   // tokenizer_config.json next to it
   const auto cfg_path = tokenizer_json.parent_path() / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
-    const json::Value cfg = json::parse(read_text_file(cfg_path), cfg_path.string());
+    const std::string cfg_src = cfg_path.string();
+    const ordered_json cfg = json::parse(read_text_file(cfg_path), cfg_src);
     auto token_of = [&](const char* key) -> std::int32_t {
-      const json::Value* v = cfg.find(key);
+      const ordered_json* v = json::find(cfg, key);
       if (!v) return -1;
-      if (v->is_string()) return t.token_id(v->as_string());
-      if (v->is_object() && v->find("content")) return t.token_id(v->at("content").as_string());
+      if (v->is_string()) return t.token_id(v->get_ref<const std::string&>());
+      if (const ordered_json* c = json::find(*v, "content"))
+        return t.token_id(json::as_string(*c, cfg_src + ": " + key, "content"));
       return -1;
     };
     if (t.bos_ < 0) t.bos_ = token_of("bos_token");
     if (t.eos_ < 0) t.eos_ = token_of("eos_token");
-    if (const json::Value* v = cfg.find("add_bos_token"); v && v->is_bool())
-      t.add_bos_ = v->as_bool();
-    if (const json::Value* v = cfg.find("add_eos_token"); v && v->is_bool())
-      t.add_eos_ = v->as_bool();
+    if (const ordered_json* v = json::find(cfg, "add_bos_token"); v && v->is_boolean())
+      t.add_bos_ = v->get<bool>();
+    if (const ordered_json* v = json::find(cfg, "add_eos_token"); v && v->is_boolean())
+      t.add_eos_ = v->get<bool>();
   }
   if (t.add_bos_ && t.bos_ < 0)
     throw config_error(src + ": BOS is to be added but no BOS token is defined");
@@ -158,18 +169,20 @@ inline Tokenizer Tokenizer::from_hf(const std::filesystem::path& tokenizer_json)
   return t;
 }
 
-inline void Tokenizer::read_normalizer(const json::Value& n, const std::string& src) {
-  const std::string type = n.at("type").as_string();
+inline void Tokenizer::read_normalizer(const ordered_json& n, const std::string& src) {
+  const std::string where = src + ": normalizer";
+  const std::string type = json::get_string(n, "type", where);
   if (type == "Sequence") {
-    for (const json::Value& x : n.at("normalizers").as_array()) read_normalizer(x, src);
+    for (const ordered_json& x : json::get_array(n, "normalizers", where)) read_normalizer(x, src);
   } else if (type == "Prepend") {
-    normalizer_.push_back({detail::NormStep::Kind::prepend, n.at("prepend").as_string(), {}});
+    normalizer_.push_back(
+        {detail::NormStep::Kind::prepend, json::get_string(n, "prepend", where), {}});
   } else if (type == "Replace") {
-    const json::Value& pat = n.at("pattern");
-    if (!pat.find("String"))
+    const ordered_json& pat = json::at(n, "pattern", where);
+    if (!json::find(pat, "String"))
       throw config_error(src + ": Replace normalizer with a Regex pattern is not supported");
-    normalizer_.push_back({detail::NormStep::Kind::replace, pat.at("String").as_string(),
-                           n.at("content").as_string()});
+    normalizer_.push_back({detail::NormStep::Kind::replace, json::get_string(pat, "String", where),
+                           json::get_string(n, "content", where)});
   } else if (type == "Lowercase") {
     normalizer_.push_back({detail::NormStep::Kind::lowercase, {}, {}});
   } else if (type == "NFC") {
@@ -179,31 +192,32 @@ inline void Tokenizer::read_normalizer(const json::Value& n, const std::string& 
   }
 }
 
-inline void Tokenizer::read_pre_tokenizer(const json::Value& p, const std::string& src) {
-  const std::string type = p.at("type").as_string();
+inline void Tokenizer::read_pre_tokenizer(const ordered_json& p, const std::string& src) {
+  const std::string where = src + ": pre_tokenizer";
+  auto flag = [&](const char* key, bool fallback) {
+    const ordered_json* v = json::find(p, key);
+    return v && v->is_boolean() ? v->get<bool>() : fallback;
+  };
+  const std::string type = json::get_string(p, "type", where);
   if (type == "Sequence") {
-    for (const json::Value& x : p.at("pretokenizers").as_array()) read_pre_tokenizer(x, src);
+    for (const ordered_json& x : json::get_array(p, "pretokenizers", where))
+      read_pre_tokenizer(x, src);
   } else if (type == "ByteLevel") {
     byte_level_ = true;
-    if (const json::Value* v = p.find("add_prefix_space"); v && v->is_bool())
-      byte_level_prefix_space_ = v->as_bool();
-    bool use_regex = true;
-    if (const json::Value* v = p.find("use_regex"); v && v->is_bool()) use_regex = v->as_bool();
-    if (use_regex) append_steps(detail::PreTokenizer::named("gpt-2"));
+    byte_level_prefix_space_ = flag("add_prefix_space", byte_level_prefix_space_);
+    if (flag("use_regex", true)) append_steps(detail::PreTokenizer::named("gpt-2"));
   } else if (type == "Split") {
-    const json::Value& pat = p.at("pattern");
-    const std::string behavior = p.find("behavior") ? p.at("behavior").as_string() : "Isolated";
-    bool invert = false;
-    if (const json::Value* v = p.find("invert"); v && v->is_bool()) invert = v->as_bool();
-    if (behavior != "Isolated" || invert || !pat.find("Regex"))
+    const ordered_json& pat = json::at(p, "pattern", where);
+    const std::string behavior =
+        json::find(p, "behavior") ? json::get_string(p, "behavior", where) : "Isolated";
+    const bool invert = flag("invert", false);
+    if (behavior != "Isolated" || invert || !json::find(pat, "Regex"))
       throw config_error(src +
                          ": Split pre-tokenizer supported only with a Regex pattern, "
                          "behavior Isolated, invert false");
-    append_steps(named_regex(pat.at("Regex").as_string(), src));
+    append_steps(named_regex(json::get_string(pat, "Regex", where), src));
   } else if (type == "Digits") {
-    bool individual = false;
-    if (const json::Value* v = p.find("individual_digits"); v && v->is_bool())
-      individual = v->as_bool();
+    const bool individual = flag("individual_digits", false);
     detail::SplitStep s;
     s.kind = detail::SplitStep::Kind::class_run;
     s.cls = detail::SplitStep::Class::number;
@@ -213,18 +227,15 @@ inline void Tokenizer::read_pre_tokenizer(const json::Value& p, const std::strin
   } else if (type == "Metaspace") {
     metaspace_ = true;
     std::string scheme = "always";
-    if (const json::Value* v = p.find("prepend_scheme"); v && v->is_string())
-      scheme = v->as_string();
-    if (const json::Value* v = p.find("add_prefix_space"); v && v->is_bool() && !v->as_bool())
-      scheme = "never";
+    if (const ordered_json* v = json::find(p, "prepend_scheme"); v && v->is_string())
+      scheme = v->get_ref<const std::string&>();
+    if (!flag("add_prefix_space", true)) scheme = "never";
     metaspace_prepend_ = scheme == "always" ? 2 : scheme == "first" ? 1 : 0;
     strip_leading_space_ = metaspace_prepend_ != 0;
-    if (const json::Value* v = p.find("replacement");
-        v && v->is_string() && v->as_string() != "\xe2\x96\x81")
+    if (const ordered_json* v = json::find(p, "replacement");
+        v && v->is_string() && v->get_ref<const std::string&>() != "\xe2\x96\x81")
       throw config_error(src + ": Metaspace replacement other than U+2581 is not supported");
-    bool split = true;
-    if (const json::Value* v = p.find("split"); v && v->is_bool()) split = v->as_bool();
-    if (split) {
+    if (flag("split", true)) {
       detail::SplitStep s;
       s.kind = detail::SplitStep::Kind::before_char;
       s.cpt = 0x2581;
@@ -258,44 +269,46 @@ inline detail::PreTokenizer Tokenizer::named_regex(const std::string& re, const 
                      "' is not one of the patterns lmembed implements (gpt-2, llama-3, qwen2)");
 }
 
-inline void Tokenizer::read_decoder(const json::Value& d) {
-  const std::string type = d.at("type").as_string();
+inline void Tokenizer::read_decoder(const ordered_json& d) {
+  const std::string type = json::get_string(d, "type", "decoder");
   if (type == "Sequence") {
-    for (const json::Value& x : d.at("decoders").as_array()) read_decoder(x);
+    for (const ordered_json& x : json::get_array(d, "decoders", "decoder")) read_decoder(x);
   } else if (type == "Strip") {
-    if (const json::Value* v = d.find("start"); v && v->is_number() && v->as_int() > 0)
+    if (const ordered_json* v = json::find(d, "start");
+        v && v->is_number() && json::as_int(*v, "decoder", "start") > 0)
       strip_leading_space_ = true;
   } else if (type == "Metaspace") {
     std::string scheme = "always";
-    if (const json::Value* v = d.find("prepend_scheme"); v && v->is_string())
-      scheme = v->as_string();
+    if (const ordered_json* v = json::find(d, "prepend_scheme"); v && v->is_string())
+      scheme = v->get_ref<const std::string&>();
     strip_leading_space_ = scheme != "never";
   }
 }
 
-inline void Tokenizer::read_post_processor(const json::Value& p, const std::string& src) {
-  const std::string type = p.at("type").as_string();
+inline void Tokenizer::read_post_processor(const ordered_json& p, const std::string& src) {
+  const std::string where = src + ": post_processor";
+  const std::string type = json::get_string(p, "type", where);
   if (type == "Sequence") {
-    for (const json::Value& x : p.at("processors").as_array()) read_post_processor(x, src);
+    for (const ordered_json& x : json::get_array(p, "processors", where))
+      read_post_processor(x, src);
   } else if (type == "TemplateProcessing") {
-    const json::Value& single = p.at("single");
-    const json::Value* specials = p.find("special_tokens");
+    const ordered_json* specials = json::find(p, "special_tokens");
     bool seen_seq = false;
     bool bos = false, eos = false;
-    for (const json::Value& item : single.as_array()) {
-      if (item.find("Sequence")) {
+    for (const ordered_json& item : json::get_array(p, "single", where)) {
+      if (json::find(item, "Sequence")) {
         seen_seq = true;
         continue;
       }
-      const json::Value* st = item.find("SpecialToken");
+      const ordered_json* st = json::find(item, "SpecialToken");
       if (!st) continue;
-      const std::string name = st->at("id").as_string();
+      const std::string name = json::get_string(*st, "id", where);
       std::int32_t id = token_id(name);
-      if (specials && specials->find(name)) {
-        const json::Array& ids = specials->at(name).at("ids").as_array();
+      if (const ordered_json* sp = specials ? json::find(*specials, name) : nullptr) {
+        const ordered_json::array_t& ids = json::get_array(*sp, "ids", where);
         if (ids.size() != 1)
           throw config_error(src + ": template token '" + name + "' must map to one id");
-        id = static_cast<std::int32_t>(ids[0].as_int());
+        id = static_cast<std::int32_t>(json::as_int(ids[0], where, "ids"));
       }
       if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
         throw config_error(src + ": template token '" + name + "' is not in the vocabulary");
@@ -312,8 +325,8 @@ inline void Tokenizer::read_post_processor(const json::Value& p, const std::stri
     add_bos_ = bos;
     add_eos_ = eos;
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    bos_ = static_cast<std::int32_t>(p.at("cls").as_array().at(1).as_int());
-    eos_ = static_cast<std::int32_t>(p.at("sep").as_array().at(1).as_int());
+    bos_ = static_cast<std::int32_t>(json::as_int(json::at(json::at(p, "cls", where), 1, where)));
+    eos_ = static_cast<std::int32_t>(json::as_int(json::at(json::at(p, "sep", where), 1, where)));
     add_bos_ = add_eos_ = true;
   } else if (type == "ByteLevel") {
     // offsets only; ids unchanged

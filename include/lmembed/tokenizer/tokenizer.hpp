@@ -32,8 +32,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "lmembed/core/error.hpp"
-#include "lmembed/core/json.hpp"
 #include "lmembed/io/gguf.hpp"
 #include "lmembed/tokenizer/merge_table.hpp"
 #include "lmembed/tokenizer/norm_step.hpp"
@@ -221,12 +222,12 @@ class Tokenizer {
   void merge(std::vector<std::int32_t>& ids, Scratch& s) const;
 
   // ------------------------------------------------------------ tokenizer.json parts (hf_json.hpp)
-  void read_normalizer(const json::Value& n, const std::string& src);
-  void read_pre_tokenizer(const json::Value& p, const std::string& src);
+  void read_normalizer(const nlohmann::ordered_json& n, const std::string& src);
+  void read_pre_tokenizer(const nlohmann::ordered_json& p, const std::string& src);
   void append_steps(const detail::PreTokenizer& p);
   static detail::PreTokenizer named_regex(const std::string& re, const std::string& src);
-  void read_decoder(const json::Value& d);
-  void read_post_processor(const json::Value& p, const std::string& src);
+  void read_decoder(const nlohmann::ordered_json& d);
+  void read_post_processor(const nlohmann::ordered_json& p, const std::string& src);
 
   // ---------------------------------------------------------------- decoding
   void append_piece(std::int32_t id, std::string& out) const {

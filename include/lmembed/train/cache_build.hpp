@@ -19,7 +19,7 @@
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/dtype.hpp"
 #include "lmembed/train/cache_capture.hpp"
 #include "lmembed/train/cache_dataset.hpp"
@@ -140,7 +140,7 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
   // 2. The index: new, or an earlier run's, which must describe the same cache.
   const std::string texts_text = detail::texts_jsonl(data);
   const std::string examples_text = detail::examples_jsonl(data);
-  json::Value header = json::Value::object();
+  ordered_json header = ordered_json::object();
   header["format"] = "lmembed-cache";
   header["version"] = 1;
   header["model"] = opt.model;
@@ -158,16 +158,16 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
   const fs::path index_path = dir / "index.json";
   std::vector<std::string> done(plan.size());  // checksum of each finished shard
   auto write_index = [&] {
-    json::Value idx = header;
+    ordered_json idx = header;
     idx["bytes_per_text"] = rep.bytes_per_text;
     idx["full_dump_bytes_per_text"] = rep.full_dump_bytes_per_text;
-    json::Value shards = json::Value::array();
+    ordered_json shards = ordered_json::array();
     for (std::size_t k = 0; k < plan.size(); ++k) {
-      json::Value s = json::Value::object();
+      ordered_json s = ordered_json::object();
       s["file"] = detail::shard_name(std::int64_t(k));
       s["first_text"] = plan[k].first;
       s["n_texts"] = plan[k].second;
-      s["checksum"] = done[k].empty() ? json::Value() : json::Value(done[k]);
+      s["checksum"] = done[k].empty() ? ordered_json() : ordered_json(done[k]);
       shards.push_back(std::move(s));
     }
     idx["shards"] = std::move(shards);
@@ -188,15 +188,15 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
       if (f.size() > 1 && f[0] == '.' && f.find(".tmp.") != std::string::npos) fs::remove(e.path());
     }
     if (fs::exists(index_path)) {
-      const json::Value index = json::parse(read_text_file(index_path), index_path.string());
-      for (const auto& [k, v] : header.as_object()) {
-        const json::Value* old = index.find(k);
+      const ordered_json index = json::parse(read_text_file(index_path), index_path.string());
+      for (const auto& [k, v] : json::as_object(header)) {
+        const ordered_json* old = json::find(index, k);
         if (!old || json::dump(*old) != json::dump(v))
           throw config_error(dir.string() + " holds a cache of other inputs: '" + k + "' is " +
                              (old ? json::dump(*old) : std::string("absent")) + ", this run has " +
                              json::dump(v) + " (use another --out, or delete the folder)");
       }
-      if (index.at("shards").as_array().size() != plan.size())
+      if (json::get_array(index, "shards", index_path.string()).size() != plan.size())
         throw config_error(index_path.string() + ": shard plan differs (other --shard-kb?)");
     } else {
       write_file_atomic(dir / "texts.jsonl", std::string_view(texts_text));
@@ -209,21 +209,25 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
   // Every rank learns the finished shards: index.json, then the progress files of ranks of an
   // earlier run that did not end (several processes write no index until the end).
   {
-    const json::Value index = json::parse(read_text_file(index_path), index_path.string());
-    const auto& shards = index.at("shards").as_array();
+    const ordered_json index = json::parse(read_text_file(index_path), index_path.string());
+    const auto& shards = json::get_array(index, "shards", index_path.string());
+    if (shards.size() != plan.size())
+      throw config_error(index_path.string() + ": shard plan differs (other --shard-kb?)");
     for (std::size_t k = 0; k < plan.size(); ++k)
-      if (const json::Value* c = shards[k].find("checksum"); c && c->is_string())
-        done[k] = c->as_string();
+      if (const ordered_json* c = json::find(shards[k], "checksum"); c && c->is_string())
+        done[k] = c->get_ref<const std::string&>();
     for (const auto& e : fs::directory_iterator(dir)) {
       if (!detail::is_progress_file(e.path().filename().string())) continue;
-      const json::Value p = json::parse(read_text_file(e.path()), e.path().string());
-      for (const auto& s : p.at("shards").as_array()) {
-        const std::int64_t k = s.at("shard").as_int();
+      const std::string src = e.path().string();
+      const ordered_json p = json::parse(read_text_file(e.path()), src);
+      for (const auto& s : json::get_array(p, "shards", src)) {
+        const std::int64_t k = json::get_int(s, "shard", src);
         if (k < 0 || k >= std::int64_t(plan.size()))
           throw format_error(
               e.path(), format_error::npos,
               "shard " + std::to_string(k) + " of a plan of " + std::to_string(plan.size()));
-        if (done[std::size_t(k)].empty()) done[std::size_t(k)] = s.at("checksum").as_string();
+        if (done[std::size_t(k)].empty())
+          done[std::size_t(k)] = json::get_string(s, "checksum", src);
       }
     }
   }
@@ -356,9 +360,9 @@ inline CacheReport build_cache(const std::filesystem::path& dir, const CacheData
     if (ranks == 1) {
       write_index();
     } else {  // this rank's finished shards, for a rerun after a crash elsewhere
-      json::Value p = json::Value::object(), list = json::Value::array();
+      ordered_json p = ordered_json::object(), list = ordered_json::array();
       for (std::size_t j = 0; j < built.size(); j += 2) {
-        json::Value e = json::Value::object();
+        ordered_json e = ordered_json::object();
         e["shard"] = std::int64_t(built[j]);
         e["checksum"] = to_hex(built[j + 1]);
         list.push_back(std::move(e));

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "lmembed/core/error.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/train/data.hpp"
 
 namespace lmembed::train {
@@ -67,7 +67,7 @@ namespace detail {
 inline std::string texts_jsonl(const CacheDataset& d) {
   std::string out;
   for (const auto& t : d.texts) {
-    json::Value v = json::Value::object();
+    ordered_json v = ordered_json::object();
     v["instruction"] = t.instruction;
     v["text"] = t.text;
     out += json::dump(v) + "\n";
@@ -103,14 +103,18 @@ inline std::vector<CacheExample> parse_examples_jsonl(const std::string& text,
     std::size_t end = text.find('\n', pos);
     if (end == std::string::npos) end = text.size();
     ++line;
-    const json::Value v =
+    const ordered_json v =
         json::parse(std::string_view(text).substr(pos, end - pos), "line " + std::to_string(line));
-    if (!v.is_array() || v.as_array().size() < 2)
+    if (!v.is_array() || v.size() < 2)
       throw format_error(file, pos, "line " + std::to_string(line) + ": expected [q, p, n...]");
     CacheExample e;
     std::vector<std::int64_t> ids;
-    for (const auto& x : v.as_array()) {
-      const std::int64_t id = x.as_int();
+    for (const auto& x : v) {
+      if (!json::is_integer(x))
+        throw format_error(
+            file, pos,
+            "line " + std::to_string(line) + ": text id " + json::dump(x) + " is not an integer");
+      const std::int64_t id = json::as_int(x);
       if (id < 0 || id >= n_texts)
         throw format_error(file, pos,
                            "line " + std::to_string(line) + ": text id " + std::to_string(id) +

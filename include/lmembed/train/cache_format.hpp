@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/train/random.hpp"
 
 namespace lmembed::train {
@@ -42,7 +42,7 @@ inline std::uint64_t checksum_of(std::string_view s) {
 }
 
 /// A pretty single-line-per-shard rendering of the index (readable and diffable).
-inline std::string dump_index(const json::Value& index) {
+inline std::string dump_index(const ordered_json& index) {
   return json::dump(index, 1) + "\n";
 }
 

@@ -15,7 +15,7 @@
 #include "lmembed/core/batch.hpp"
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 #include "lmembed/io/dtype.hpp"
 #include "lmembed/train/cache_capture.hpp"
 #include "lmembed/train/cache_dataset.hpp"
@@ -35,31 +35,34 @@ class Cache {
     const auto index_path = dir / "index.json";
     if (!std::filesystem::exists(index_path))
       throw config_error(dir.string() + " is not an lmembed cache (no index.json)");
-    const json::Value idx = json::parse(read_text_file(index_path), index_path.string());
-    if (!idx.contains("format") || idx.at("format").as_string() != "lmembed-cache")
+    const std::string src = index_path.string();
+    const ordered_json idx = json::parse(read_text_file(index_path), src);
+    const ordered_json* format = json::find(idx, "format");
+    if (!format || !format->is_string() || format->get_ref<const std::string&>() != "lmembed-cache")
       throw config_error(index_path.string() + ": not an lmembed cache index");
-    if (!idx.at("complete").as_bool())
+    if (!json::get_bool(idx, "complete", src))
       throw config_error(dir.string() +
                          " is an unfinished cache: rerun lmembed cache with the same options");
-    c.spec_ = parse_capture(idx.at("capture").as_string());
-    c.dtype_ = io::parse_dtype(idx.at("dtype").as_string());
-    c.d_ = idx.at("d").as_int();
-    c.n_layers_ = idx.at("n_layers").as_int();
-    c.model_layers_ = idx.at("model_layers").as_int();
-    c.model_ = idx.at("model").as_string();
-    c.attention_ = idx.at("attention").as_string();
-    const std::int64_t n = idx.at("n_texts").as_int();
+    c.spec_ = parse_capture(json::get_string(idx, "capture", src));
+    c.dtype_ = io::parse_dtype(json::get_string(idx, "dtype", src));
+    c.d_ = json::get_int(idx, "d", src);
+    c.n_layers_ = json::get_int(idx, "n_layers", src);
+    c.model_layers_ = json::get_int(idx, "model_layers", src);
+    c.model_ = json::get_string(idx, "model", src);
+    c.attention_ = json::get_string(idx, "attention", src);
+    const std::int64_t n = json::get_int(idx, "n_texts", src);
 
     const std::string texts = read_text_file(dir / "texts.jsonl");
-    if (to_hex(detail::checksum_of(texts)) != idx.at("texts_checksum").as_string())
+    if (to_hex(detail::checksum_of(texts)) != json::get_string(idx, "texts_checksum", src))
       throw format_error(dir / "texts.jsonl", format_error::npos, "checksum differs from index");
     std::size_t pos = 0;
+    const std::string texts_src = (dir / "texts.jsonl").string();
     while (pos < texts.size()) {
       std::size_t end = texts.find('\n', pos);
       if (end == std::string::npos) end = texts.size();
-      const json::Value v = json::parse(std::string_view(texts).substr(pos, end - pos),
-                                        (dir / "texts.jsonl").string());
-      c.data_.texts.push_back({v.at("instruction").as_string(), v.at("text").as_string()});
+      const ordered_json v = json::parse(std::string_view(texts).substr(pos, end - pos), texts_src);
+      c.data_.texts.push_back(
+          {json::get_string(v, "instruction", texts_src), json::get_string(v, "text", texts_src)});
       pos = end + 1;
     }
     if (std::int64_t(c.data_.texts.size()) != n)
@@ -67,17 +70,17 @@ class Cache {
           dir / "texts.jsonl", format_error::npos,
           std::to_string(c.data_.texts.size()) + " texts, index says " + std::to_string(n));
     const std::string ex = read_text_file(dir / "examples.jsonl");
-    if (to_hex(detail::checksum_of(ex)) != idx.at("examples_checksum").as_string())
+    if (to_hex(detail::checksum_of(ex)) != json::get_string(idx, "examples_checksum", src))
       throw format_error(dir / "examples.jsonl", format_error::npos, "checksum differs from index");
     c.data_.examples = detail::parse_examples_jsonl(ex, dir / "examples.jsonl", n);
 
     c.where_.resize(std::size_t(n));
-    for (const auto& s : idx.at("shards").as_array()) {
+    for (const auto& s : json::get_array(idx, "shards", src)) {
       Shard sh;
-      const auto path = dir / s.at("file").as_string();
+      const auto path = dir / json::get_string(s, "file", src);
       sh.file = MappedFile::open(path);
       const auto b = sh.file.bytes();
-      if (verify && to_hex(checksum64(b)) != s.at("checksum").as_string())
+      if (verify && to_hex(checksum64(b)) != json::get_string(s, "checksum", src))
         throw format_error(path, format_error::npos, "checksum differs from index.json");
       detail::ShardHeader h;
       if (b.size() < sizeof h) throw format_error(path, 0, "shorter than a shard header");
@@ -85,10 +88,10 @@ class Cache {
       const std::size_t elem = h.dtype == 1 ? 2 : 4;
       if (std::memcmp(h.magic, detail::shard_magic, 8) != 0 || h.version != 1)
         throw format_error(path, 0, "not an lmembed cache shard");
-      if (h.first_text != s.at("first_text").as_int() || h.n_texts != s.at("n_texts").as_int() ||
-          h.n_layers != c.n_layers_ || h.d != c.d_ ||
-          elem != (c.dtype_ == io::DType::f16 ? 2 : 4) || h.n_texts < 0 || h.first_text < 0 ||
-          h.first_text + h.n_texts > n)
+      if (h.first_text != json::get_int(s, "first_text", src) ||
+          h.n_texts != json::get_int(s, "n_texts", src) || h.n_layers != c.n_layers_ ||
+          h.d != c.d_ || elem != (c.dtype_ == io::DType::f16 ? 2 : 4) || h.n_texts < 0 ||
+          h.first_text < 0 || h.first_text + h.n_texts > n)
         throw format_error(path, 0, "header disagrees with index.json");
       const std::size_t off_bytes = detail::align64(std::size_t(h.n_texts + 1) * 8 + h.n_texts * 4);
       const std::size_t need =

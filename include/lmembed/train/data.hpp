@@ -18,7 +18,7 @@
 
 #include "lmembed/core/error.hpp"
 #include "lmembed/core/file.hpp"
-#include "lmembed/core/json.hpp"
+#include "lmembed/core/json_util.hpp"
 
 namespace lmembed::train {
 
@@ -83,40 +83,41 @@ inline const std::string& require_utf8(const std::string& s, const char* key) {
   return s;
 }
 
-inline std::string require_text(const json::Value& obj, const char* key, const char* alt) {
-  const json::Value* v = obj.find(key);
-  if (!v && alt) v = obj.find(alt);
+inline std::string require_text(const ordered_json& obj, const char* key, const char* alt) {
+  const ordered_json* v = json::find(obj, key);
+  if (!v && alt) v = json::find(obj, alt);
   if (!v) throw config_error(std::string("missing key '") + key + "'");
   if (!v->is_string()) throw config_error(std::string("'") + key + "' must be a string");
-  if (v->as_string().empty()) throw config_error(std::string("'") + key + "' is empty");
-  return require_utf8(v->as_string(), key);
+  const auto& s = v->get_ref<const std::string&>();
+  if (s.empty()) throw config_error(std::string("'") + key + "' is empty");
+  return require_utf8(s, key);
 }
 
-inline std::string optional_text(const json::Value& obj, const char* key) {
-  const json::Value* v = obj.find(key);
+inline std::string optional_text(const ordered_json& obj, const char* key) {
+  const ordered_json* v = json::find(obj, key);
   if (!v || v->is_null()) return {};
   if (!v->is_string()) throw config_error(std::string("'") + key + "' must be a string");
-  return require_utf8(v->as_string(), key);
+  return require_utf8(v->get_ref<const std::string&>(), key);
 }
 
 }  // namespace detail
 
 /// Parses one JSONL line into an Example; throws format_error / config_error (without place).
 inline Example parse_example(std::string_view line, const std::string& source = "<jsonl>") {
-  const json::Value v = json::parse(line, source);
+  const auto v = json::parse(line, source);
   if (!v.is_object()) throw config_error("an example must be a JSON object");
   Example e;
   e.query = detail::require_text(v, "query", nullptr);
   e.positive = detail::require_text(v, "positive", "postive");
-  if (const json::Value* n = v.find("negative"); n && !n->is_null()) {
+  if (const ordered_json* n = json::find(v, "negative"); n && !n->is_null()) {
     if (n->is_string()) {
-      if (n->as_string().empty()) throw config_error("'negative' is empty");
-      e.negatives.push_back(detail::require_utf8(n->as_string(), "negative"));
+      if (n->get_ref<const std::string&>().empty()) throw config_error("'negative' is empty");
+      e.negatives.push_back(detail::require_utf8(n->get_ref<const std::string&>(), "negative"));
     } else if (n->is_array()) {
-      for (const auto& x : n->as_array()) {
-        if (!x.is_string() || x.as_string().empty())
+      for (const auto& x : *n) {
+        if (!x.is_string() || x.get_ref<const std::string&>().empty())
           throw config_error("'negative' must be a string or a list of non-empty strings");
-        e.negatives.push_back(detail::require_utf8(x.as_string(), "negative"));
+        e.negatives.push_back(detail::require_utf8(x.get_ref<const std::string&>(), "negative"));
       }
     } else {
       throw config_error("'negative' must be a string or a list of strings");
@@ -168,20 +169,17 @@ inline std::vector<Example> read_examples(const std::filesystem::path& file,
 
 /// One example as a JSON object (the keys read_examples reads; "negative" a string when there
 /// is one negative, a list when there are several, absent when none).
-inline json::Value to_json(const Example& e) {
-  json::Value v = json::Value::object();
-  v["query"] = json::Value(e.query);
-  v["positive"] = json::Value(e.positive);
+inline ordered_json to_json(const Example& e) {
+  ordered_json v = ordered_json::object();
+  v["query"] = e.query;
+  v["positive"] = e.positive;
   if (e.negatives.size() == 1) {
-    v["negative"] = json::Value(e.negatives[0]);
+    v["negative"] = e.negatives[0];
   } else if (!e.negatives.empty()) {
-    json::Value a = json::Value::array();
-    for (const auto& n : e.negatives) a.push_back(json::Value(n));
-    v["negative"] = a;
+    v["negative"] = e.negatives;
   }
-  if (!e.query_instruction.empty()) v["query_instruction"] = json::Value(e.query_instruction);
-  if (!e.document_instruction.empty())
-    v["document_instruction"] = json::Value(e.document_instruction);
+  if (!e.query_instruction.empty()) v["query_instruction"] = e.query_instruction;
+  if (!e.document_instruction.empty()) v["document_instruction"] = e.document_instruction;
   return v;
 }
 
