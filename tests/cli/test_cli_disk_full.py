@@ -4,7 +4,9 @@ and a later run resumes to the same result.
 
 A full disk is simulated per process with RLIMIT_FSIZE (`ulimit -f`) and SIGXFSZ ignored, so a
 write past the limit fails with EFBIG as a write to a full file system fails with ENOSPC (both
-go through the same checked write; no root, no tmpfs needed). For `cache`, `train`, `embed`,
+go through the same checked write; no root, no tmpfs needed); where the test runs as root and
+may mount, the same cases run again on a real full file system (a small tmpfs: ENOSPC, "No
+space left on device"), then with the tmpfs remounted larger. For `cache`, `train`, `embed`,
 `eval --output` and `compare`, under a limit smaller than what the command writes:
   - exit status 1 and one line `lmembed <cmd>: error: ...` that names a file under the output
     and the system's reason ("File too large"), no signal, abort or sanitizer report,
@@ -15,7 +17,7 @@ go through the same checked write; no root, no tmpfs needed). For `cache`, `trai
     aside).
 Then SIGKILL at three moments of `lmembed compare` (seeded), each followed by a resumed run:
 the final results.json equals a clean run's (timings and run-time fields aside).
-Runs on stories260K in about a minute.
+Runs on stories260K in about a minute (both modes).
 """
 import json
 import os
@@ -161,20 +163,22 @@ for name, cmd, out, _ in cases:
             os.makedirs(ref, exist_ok=True)
         must(cmd(ref))
 
-for name, cmd, out, limit in cases:
-    target = p(out)
+def fill_and_resume(name, cmd, out, target, fail_run, reason, space_back=None):
+    """Runs `fail_run(args)` (a write is refused partway), checks the failure and what it left
+    under `target`, then `space_back()` and a normal run, which must give the clean outputs."""
+    how = "under a file-size limit" if space_back is None else "on a full tmpfs"
     if name == "train":
         os.makedirs(target, exist_ok=True)
-    r = run(cmd(target), limit=limit)
+    r = fail_run(cmd(target))
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "error" in ln]
-    check(r.returncode == 1, f"{name} under a {limit}-byte file limit: exit status "
-                             f"{r.returncode} (want 1)")
-    check(not any(b in r.stderr for b in BAD), f"{name}: no abort or sanitizer report")
+    check(r.returncode == 1, f"{name} {how}: exit status {r.returncode} (want 1)")
+    check(not any(b in r.stderr for b in BAD), f"{name} {how}: no abort or sanitizer report")
     msg = lines[-1] if lines else r.stderr.strip()
-    check(msg.startswith(f"lmembed {name}: error:") and tmp in msg and "too large" in msg.lower(),
-          f"{name}: one clear line naming the file and the reason: {msg!r}")
+    check(msg.startswith(f"lmembed {name}: error:") and tmp in msg and reason in msg.lower(),
+          f"{name} {how}: one clear line naming the file and the reason: {msg!r}")
     ref = files(p("ref-" + out))
     left = files(target) if os.path.exists(target) else {}
+
     def same(k, v):
         a, b = comparable(name, k, v), comparable(name, k, ref[k])
         # loss.csv is the log of the steps done so far (a resumed run continues it): a prefix
@@ -203,11 +207,14 @@ for name, cmd, out, limit in cases:
     stray = [k for k in left if not is_temp(k) and k not in ref]
     temps = [k for k in left if is_temp(k)]
     check(not torn and not stray and not temps,
-          f"{name}: nothing torn or stray left ({len(left)} files kept; torn {torn[:3]}, "
+          f"{name} {how}: nothing torn or stray left ({len(left)} files kept; torn {torn[:3]}, "
           f"stray {stray[:3]}, temp {temps[:3]})")
     # Space is back: the same command completes and gives the clean run's outputs.
+    if space_back:
+        space_back()
     r2 = run(cmd(target))
-    check(r2.returncode == 0, f"{name}: rerun without the limit succeeds ({r2.stderr.strip()[:200]})")
+    check(r2.returncode == 0,
+          f"{name} {how}: rerun with space back succeeds ({r2.stderr.strip()[:200]})")
     got = files(target)
     diff = [k for k in ref if comparable(name, k, ref[k]) is not None and
             comparable(name, k, got.get(k, b"")) != comparable(name, k, ref[k])]
@@ -215,8 +222,67 @@ for name, cmd, out, limit in cases:
         if k.endswith(".json") or k == "output":
             print("      differs:", k, first_diff(json.loads(comparable(name, k, got[k])),
                                                   json.loads(comparable(name, k, ref[k]))))
-    check(not diff, f"{name}: after the rerun every output equals the clean run's "
+    check(not diff, f"{name} {how}: after the rerun every output equals the clean run's "
                     f"({len(ref)} files; differing: {diff[:3]})")
+
+
+# 1. RLIMIT_FSIZE: runs everywhere, no privileges.
+for name, cmd, out, limit in cases:
+    fill_and_resume(name, cmd, out, p(out), lambda args, lim=limit: run(args, limit=lim),
+                    "too large")
+
+
+# 2. A real full file system (ENOSPC): a tmpfs smaller than what the command writes, mounted
+# under the test folder; then remounted larger ("space is back"). Needs root and a kernel that
+# lets this process mount; otherwise it says so (the RLIMIT cases above still ran).
+def total_bytes(root):
+    return sum(len(v) for v in files(root).values())
+
+
+def mount_tmpfs(where, size):
+    os.makedirs(where, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where],
+                          capture_output=True, text=True)
+
+
+probe = p("tmpfs-probe")
+can_mount = os.geteuid() == 0 and mount_tmpfs(probe, 4096).returncode == 0
+if can_mount:
+    subprocess.run(["umount", probe])
+    for name, cmd, out, _ in cases:
+        # Half of what the complete run writes (whole pages: tmpfs counts 4 KiB pages), so the
+        # file system fills partway through the command.
+        size = total_bytes(p("ref-" + out)) // 2 // 4096 * 4096
+        mnt = p("tmpfs-" + name)
+        filler = os.path.join(mnt, "filler")
+        if size >= 4096:
+            check(mount_tmpfs(mnt, size).returncode == 0, f"{name}: mount a {size}-byte tmpfs")
+        else:
+            # Less than two pages written: start with the file system full (a filler file takes
+            # every page), so the first write fails; "space back" removes the filler.
+            check(mount_tmpfs(mnt, 65536).returncode == 0, f"{name}: mount a 64 KiB tmpfs")
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                while os.write(fd, b"x" * 4096) > 0:
+                    pass
+            except OSError:  # ENOSPC: full
+                pass
+            os.close(fd)
+        target = os.path.join(mnt, os.path.basename(out))
+
+        def space_back(m=mnt, fill=filler):
+            if os.path.exists(fill):
+                os.remove(fill)
+            subprocess.run(["mount", "-o", "remount,size=256m", m], check=True)
+
+        try:
+            fill_and_resume(name, cmd, out, target, run, "no space left on device",
+                            space_back=space_back)
+        finally:
+            subprocess.run(["umount", "-l", mnt])
+else:
+    print("SKIP (loudly): the real-ENOSPC cases need root and permission to mount a tmpfs; "
+          "the RLIMIT_FSIZE cases above stand in for them", flush=True)
 
 # SIGKILL at random moments of compare (within a clean run's wall time), then resume.
 ref = strip_times(json.load(open(p("ref-cmp", "results.json"))))
